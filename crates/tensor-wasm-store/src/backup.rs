@@ -1,0 +1,627 @@
+//! Backups of a data dir and their restore, for `tensor-wasm backup` /
+//! `restore` and the server's `POST /admin/backup`.
+//!
+//! A backup is a directory with the layout of a data dir plus a manifest:
+//! `functions.redb` (a transactionally consistent copy of the store),
+//! `snapshots/*.tensor-wasm`, `audit.key` when the data dir has one, and
+//! `MANIFEST.json` (versions, creation time, function count, and the size
+//! and BLAKE3 of every file). The manifest is written last, atomically, so
+//! a directory without one is an interrupted backup and restore refuses it.
+//!
+//! Consistency while a server runs: the server holds the store open in
+//! redb's single-writer mode, which lets [`backup_data_dir`] in another
+//! process open it read-only and copy one MVCC snapshot; the server keeps
+//! serving and commits made after the snapshot are simply not in the copy.
+//! If the store is held exclusively instead (a file system without
+//! byte-range locks, or a server that did not open it shared),
+//! [`backup_data_dir`] fails with [`BackupError::StoreLocked`], whose
+//! message sends the operator to the server's `POST /admin/backup`; that
+//! endpoint calls [`backup_data_dir_with_store`] with the server's own
+//! handle. Snapshot files are written by temp file + rename, so copying one
+//! that exists is copying a whole file; one deleted mid-backup is skipped.
+//!
+//! Restore is offline: it refuses a non-empty data dir, verifies every
+//! checksum, stages the files in `<data>/.restore-partial/`, checks that
+//! this binary can open the restored store (schema version), and only then
+//! moves the files into place, the store last.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use redb::{DatabaseError, ReadOnlyDatabase, ReadableDatabase, StorageError};
+use serde::{Deserialize, Serialize};
+
+use crate::redb_store::{
+    STORE_FILE_NAME, check_readable, copy_snapshot, open_error, open_shared_read_only,
+    read_versions, sync_dir,
+};
+use crate::{FunctionStore, StoreError};
+
+/// Name of the manifest file in a backup directory.
+pub const MANIFEST_FILE_NAME: &str = "MANIFEST.json";
+/// Version of the manifest format this binary writes and reads.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Snapshot folder inside a data dir.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// Extension of snapshot files.
+pub const SNAPSHOT_EXTENSION: &str = "tensor-wasm";
+/// The audit log's token-id key inside a data dir.
+pub const AUDIT_KEY_FILE_NAME: &str = "audit.key";
+
+const STAGING_DIR: &str = ".restore-partial";
+
+/// What a backup holds; stored as `MANIFEST.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupManifest {
+    /// [`MANIFEST_FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Release that took the backup.
+    pub tensor_wasm_version: String,
+    /// `schema_version` stored in the copied function store.
+    pub store_schema_version: u32,
+    /// `min_reader_version` stored in the copied function store.
+    pub store_min_reader_version: u32,
+    /// RFC 3339 time the backup was taken (UTC).
+    pub created_at: String,
+    /// Number of functions in the copied store.
+    pub function_count: u64,
+    /// Every file of the backup except the manifest.
+    pub files: Vec<ManifestFile>,
+}
+
+/// One file of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// Path relative to the backup (and data) dir, `/`-separated.
+    pub path: String,
+    /// Length in bytes.
+    pub size_bytes: u64,
+    /// Lower-case hex BLAKE3 of the contents.
+    pub blake3: String,
+}
+
+/// Why a backup or restore failed; each message says what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The function store failed (including a schema this binary cannot read).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The data dir has no function store.
+    #[error(
+        "no function store at {0}; is this the data dir? (pass --data-dir or set TENSOR_WASM_DATA_DIR)"
+    )]
+    NoStore(PathBuf),
+    /// The store is held exclusively by a running server.
+    #[error(
+        "function store {0} is locked by a running tensor-wasm server that does not share it; \
+         take the backup through the server instead: POST /admin/backup with an admin token"
+    )]
+    StoreLocked(PathBuf),
+    /// The backup target exists and is not an empty directory.
+    #[error("backup target {0} exists and is not an empty directory; choose a new directory")]
+    TargetNotEmpty(PathBuf),
+    /// The restore target data dir holds files.
+    #[error(
+        "data dir {path} is not empty (it holds {entries}); restore only into an empty data dir: \
+         stop the server and move the old data dir aside first"
+    )]
+    DataDirNotEmpty {
+        /// The data dir.
+        path: PathBuf,
+        /// Some of the names found.
+        entries: String,
+    },
+    /// The directory holds no manifest.
+    #[error(
+        "{0} has no {MANIFEST_FILE_NAME}: not a complete tensor-wasm backup \
+         (an interrupted backup has no manifest)"
+    )]
+    NotABackup(PathBuf),
+    /// The manifest is unreadable, too new, or names a file it must not.
+    #[error("backup manifest {path}: {reason}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file's contents differ from the manifest.
+    #[error(
+        "backup file {file} does not match its manifest entry (expected {expected}, found {found}); \
+         the backup is damaged: use another one"
+    )]
+    ChecksumMismatch {
+        /// Path relative to the backup dir.
+        file: String,
+        /// Size and BLAKE3 the manifest records.
+        expected: String,
+        /// Size and BLAKE3 found.
+        found: String,
+    },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BackupError + 'a {
+    move |source| BackupError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Backs up `data_dir` into `to_dir` (absent or empty), copying the store
+/// consistently even while a server has it open (see the module doc).
+pub fn backup_data_dir(data_dir: &Path, to_dir: &Path) -> Result<BackupManifest, BackupError> {
+    let store_path = data_dir.join(STORE_FILE_NAME);
+    if !store_path.is_file() {
+        return Err(BackupError::NoStore(store_path));
+    }
+    backup_with(data_dir, to_dir, |dest| copy_store_file(&store_path, dest))
+}
+
+/// Backs up `data_dir` into `to_dir` taking the store copy from an open
+/// store handle ([`FunctionStore::backup_to`]); for the server's online
+/// backup endpoint.
+pub fn backup_data_dir_with_store(
+    store: &dyn FunctionStore,
+    data_dir: &Path,
+    to_dir: &Path,
+) -> Result<BackupManifest, BackupError> {
+    backup_with(data_dir, to_dir, |dest| Ok(store.backup_to(dest)?))
+}
+
+/// Restores the backup in `from_dir` into `data_dir`, which must be absent
+/// or empty; verifies every checksum and the store's schema version first.
+pub fn restore_data_dir(from_dir: &Path, data_dir: &Path) -> Result<BackupManifest, BackupError> {
+    ensure_empty_data_dir(data_dir)?;
+    let manifest = verify_backup(from_dir)?;
+    fs::create_dir_all(data_dir).map_err(io_err("create data dir", data_dir))?;
+    let staging = data_dir.join(STAGING_DIR);
+    let mut moved: Vec<PathBuf> = Vec::new();
+    let result = restore_staged(from_dir, data_dir, &staging, &manifest, &mut moved);
+    if result.is_err() {
+        // Leave the data dir as empty as we found it.
+        let _ = fs::remove_dir_all(&staging);
+        for path in moved.iter().rev() {
+            let _ = fs::remove_dir_all(path).or_else(|_| fs::remove_file(path));
+        }
+    }
+    result.map(|()| manifest)
+}
+
+/// Reads the manifest of `from_dir` and checks every file it lists against
+/// its size and BLAKE3; the cheap check to run after every backup.
+pub fn verify_backup(from_dir: &Path) -> Result<BackupManifest, BackupError> {
+    let manifest = read_manifest(from_dir)?;
+    for file in &manifest.files {
+        let path = from_dir.join(&file.path);
+        let (size, hash) = hash_file(&path).map_err(io_err("read backup file", &path))?;
+        check_entry(file, size, &hash)?;
+    }
+    Ok(manifest)
+}
+
+fn backup_with(
+    data_dir: &Path,
+    to_dir: &Path,
+    copy_store: impl FnOnce(&Path) -> Result<(), BackupError>,
+) -> Result<BackupManifest, BackupError> {
+    let created = prepare_backup_target(to_dir)?;
+    let result = write_backup(data_dir, to_dir, copy_store);
+    if result.is_err() {
+        // The target was absent or empty: take it back to that.
+        if created {
+            let _ = fs::remove_dir_all(to_dir);
+        } else if let Ok(entries) = fs::read_dir(to_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+            }
+        }
+    }
+    result
+}
+
+/// Creates `to_dir` or accepts an empty one; true when it was created.
+fn prepare_backup_target(to_dir: &Path) -> Result<bool, BackupError> {
+    match fs::read_dir(to_dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                Err(BackupError::TargetNotEmpty(to_dir.to_path_buf()))
+            } else {
+                Ok(false)
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(to_dir).map_err(io_err("create backup dir", to_dir))?;
+            Ok(true)
+        }
+        Err(_) if to_dir.exists() && !to_dir.is_dir() => {
+            Err(BackupError::TargetNotEmpty(to_dir.to_path_buf()))
+        }
+        Err(e) => Err(io_err("read backup dir", to_dir)(e)),
+    }
+}
+
+fn write_backup(
+    data_dir: &Path,
+    to_dir: &Path,
+    copy_store: impl FnOnce(&Path) -> Result<(), BackupError>,
+) -> Result<BackupManifest, BackupError> {
+    let mut files = Vec::new();
+
+    let store_dest = to_dir.join(STORE_FILE_NAME);
+    copy_store(&store_dest)?;
+    let (store_schema_version, store_min_reader_version, function_count) =
+        inspect_store_copy(&store_dest)?;
+    let (size, hash) = hash_file(&store_dest).map_err(io_err("read", &store_dest))?;
+    files.push(ManifestFile {
+        path: STORE_FILE_NAME.to_owned(),
+        size_bytes: size,
+        blake3: hash,
+    });
+
+    let snapshots_out = to_dir.join(SNAPSHOTS_DIR);
+    fs::create_dir_all(&snapshots_out).map_err(io_err("create", &snapshots_out))?;
+    for name in snapshot_names(&data_dir.join(SNAPSHOTS_DIR))? {
+        let src = data_dir.join(SNAPSHOTS_DIR).join(&name);
+        let dst = snapshots_out.join(&name);
+        match copy_hashed(&src, &dst) {
+            Ok((size, hash)) => files.push(ManifestFile {
+                path: format!("{SNAPSHOTS_DIR}/{name}"),
+                size_bytes: size,
+                blake3: hash,
+            }),
+            // Deleted since the directory was listed: not part of the backup.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !src.exists() => {
+                let _ = fs::remove_file(&dst);
+            }
+            Err(e) => return Err(io_err("copy snapshot", &src)(e)),
+        }
+    }
+    sync_dir(&snapshots_out)?;
+
+    let key_src = data_dir.join(AUDIT_KEY_FILE_NAME);
+    if key_src.is_file() {
+        let key_dst = to_dir.join(AUDIT_KEY_FILE_NAME);
+        let (size, hash) = copy_hashed(&key_src, &key_dst).map_err(io_err("copy", &key_src))?;
+        restrict_to_owner(&key_dst)?;
+        files.push(ManifestFile {
+            path: AUDIT_KEY_FILE_NAME.to_owned(),
+            size_bytes: size,
+            blake3: hash,
+        });
+    }
+
+    let manifest = BackupManifest {
+        format_version: MANIFEST_FORMAT_VERSION,
+        tensor_wasm_version: env!("CARGO_PKG_VERSION").to_owned(),
+        store_schema_version,
+        store_min_reader_version,
+        created_at: now_rfc3339(),
+        function_count,
+        files,
+    };
+    write_manifest(to_dir, &manifest)?;
+    Ok(manifest)
+}
+
+/// Copies the store file of a data dir, sharing it with a live server when
+/// there is one (see the module doc).
+fn copy_store_file(src: &Path, dest: &Path) -> Result<(), BackupError> {
+    match open_shared_read_only(src) {
+        Ok(db) => copy_from(&db, dest),
+        Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
+            Err(BackupError::StoreLocked(src.to_path_buf()))
+        }
+        Err(DatabaseError::RepairAborted) => {
+            // Not shut down cleanly and no server holds it: repair it as the
+            // server's next start would, then copy.
+            let db = redb::Builder::new()
+                .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+                .open(src)
+                .map_err(|e| match e {
+                    DatabaseError::DatabaseAlreadyOpen => {
+                        BackupError::StoreLocked(src.to_path_buf())
+                    }
+                    other => BackupError::Store(open_error(src, other)),
+                })?;
+            let txn = db.begin_read().map_err(crate::redb_store::backend)?;
+            copy_snapshot(&txn, dest)?;
+            Ok(())
+        }
+        Err(DatabaseError::Storage(StorageError::Unsupported)) => {
+            // No byte-range locks here: only an exclusive read-only open,
+            // which a running server refuses.
+            match ReadOnlyDatabase::open(src) {
+                Ok(db) => copy_from(&db, dest),
+                Err(DatabaseError::DatabaseAlreadyOpen) => {
+                    Err(BackupError::StoreLocked(src.to_path_buf()))
+                }
+                Err(e) => Err(BackupError::Store(open_error(src, e))),
+            }
+        }
+        Err(e) => Err(BackupError::Store(open_error(src, e))),
+    }
+}
+
+fn copy_from(db: &ReadOnlyDatabase, dest: &Path) -> Result<(), BackupError> {
+    let txn = db.begin_read().map_err(crate::redb_store::backend)?;
+    copy_snapshot(&txn, dest)?;
+    Ok(())
+}
+
+/// `(schema_version, min_reader_version, function count)` of a copied store.
+fn inspect_store_copy(path: &Path) -> Result<(u32, u32, u64), BackupError> {
+    use redb::ReadableTableMetadata;
+    let db = ReadOnlyDatabase::open(path).map_err(|e| open_error(path, e))?;
+    let txn = db.begin_read().map_err(crate::redb_store::backend)?;
+    let (version, min_reader) = read_versions(&txn)?;
+    let count = txn
+        .open_table(crate::redb_store::FUNCTIONS)
+        .map_err(crate::redb_store::backend)?
+        .len()
+        .map_err(crate::redb_store::backend)?;
+    Ok((version, min_reader.unwrap_or(version), count))
+}
+
+fn snapshot_names(dir: &Path) -> Result<Vec<String>, BackupError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("list snapshots in", dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("list snapshots in", dir))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        match entry.file_name().into_string() {
+            Ok(name) if is_file && is_snapshot_name(&name) => names.push(name),
+            Ok(_) => {}
+            Err(name) => tracing::warn!(?name, "skipping snapshot with a non-UTF-8 name"),
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn is_snapshot_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && name
+            .strip_suffix(SNAPSHOT_EXTENSION)
+            .and_then(|stem| stem.strip_suffix('.'))
+            .is_some_and(|stem| !stem.is_empty())
+}
+
+/// Only the store, the audit key and `snapshots/<name>.tensor-wasm` may
+/// appear in a manifest: nothing can make restore write elsewhere.
+fn is_allowed_manifest_path(path: &str) -> bool {
+    path == STORE_FILE_NAME
+        || path == AUDIT_KEY_FILE_NAME
+        || path
+            .strip_prefix(SNAPSHOTS_DIR)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(is_snapshot_name)
+}
+
+fn read_manifest(from_dir: &Path) -> Result<BackupManifest, BackupError> {
+    let path = from_dir.join(MANIFEST_FILE_NAME);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(BackupError::NotABackup(from_dir.to_path_buf()));
+        }
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let bad = |reason: String| BackupError::Manifest {
+        path: path.clone(),
+        reason,
+    };
+    // Check the version before the shape, so a newer manifest gets the
+    // message that says so rather than a parse error.
+    let version = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .map_err(|e| bad(format!("not JSON: {e}")))?
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| bad("no format_version".to_owned()))?;
+    if version > u64::from(MANIFEST_FORMAT_VERSION) {
+        return Err(bad(format!(
+            "format version {version} is newer than this binary reads ({MANIFEST_FORMAT_VERSION}); \
+             restore with the release that took the backup"
+        )));
+    }
+    let manifest: BackupManifest =
+        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if let Some(file) = manifest
+        .files
+        .iter()
+        .find(|f| !is_allowed_manifest_path(&f.path))
+    {
+        return Err(bad(format!("lists a file it must not: {:?}", file.path)));
+    }
+    let mut paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    paths.sort_unstable();
+    if paths.windows(2).any(|w| w[0] == w[1]) {
+        return Err(bad("lists a file twice".to_owned()));
+    }
+    if !paths.contains(&STORE_FILE_NAME) {
+        return Err(bad(format!("does not list {STORE_FILE_NAME}")));
+    }
+    Ok(manifest)
+}
+
+fn write_manifest(to_dir: &Path, manifest: &BackupManifest) -> Result<(), BackupError> {
+    let path = to_dir.join(MANIFEST_FILE_NAME);
+    let partial = to_dir.join(format!(".{MANIFEST_FILE_NAME}.partial"));
+    let mut json = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| BackupError::Store(StoreError::Backend(format!("encode manifest: {e}"))))?;
+    json.push(b'\n');
+    let mut file = File::create(&partial).map_err(io_err("create", &partial))?;
+    file.write_all(&json)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err("write", &partial))?;
+    fs::rename(&partial, &path).map_err(io_err("rename into place", &path))?;
+    sync_dir(to_dir)?;
+    Ok(())
+}
+
+fn ensure_empty_data_dir(data_dir: &Path) -> Result<(), BackupError> {
+    let entries = match fs::read_dir(data_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("read data dir", data_dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("read data dir", data_dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // A fresh ext4 volume (a Kubernetes PVC) has it; it holds no state.
+        if name != "lost+found" {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    let shown = names.len().min(5);
+    let mut entries = names[..shown].join(", ");
+    if names.len() > shown {
+        entries.push_str(&format!(" and {} more", names.len() - shown));
+    }
+    Err(BackupError::DataDirNotEmpty {
+        path: data_dir.to_path_buf(),
+        entries,
+    })
+}
+
+fn restore_staged(
+    from_dir: &Path,
+    data_dir: &Path,
+    staging: &Path,
+    manifest: &BackupManifest,
+    moved: &mut Vec<PathBuf>,
+) -> Result<(), BackupError> {
+    fs::create_dir_all(staging.join(SNAPSHOTS_DIR)).map_err(io_err("create", staging))?;
+    for file in &manifest.files {
+        let src = from_dir.join(&file.path);
+        let dst = staging.join(&file.path);
+        let (size, hash) = copy_hashed(&src, &dst).map_err(io_err("copy", &src))?;
+        // Re-checked on the copy: the backup may have changed since verify.
+        check_entry(file, size, &hash)?;
+        if file.path == AUDIT_KEY_FILE_NAME {
+            restrict_to_owner(&dst)?;
+        }
+    }
+    sync_dir(&staging.join(SNAPSHOTS_DIR))?;
+
+    // Refuse a store this binary cannot open before anything is in place.
+    let store = staging.join(STORE_FILE_NAME);
+    {
+        let db = ReadOnlyDatabase::open(&store).map_err(|e| open_error(&store, e))?;
+        let txn = db.begin_read().map_err(crate::redb_store::backend)?;
+        check_readable(&txn)?;
+    }
+
+    // The store goes last: a data dir with a store is a restored data dir.
+    for name in [SNAPSHOTS_DIR, AUDIT_KEY_FILE_NAME, STORE_FILE_NAME] {
+        let from = staging.join(name);
+        if !from.exists() {
+            continue;
+        }
+        let to = data_dir.join(name);
+        fs::rename(&from, &to).map_err(io_err("move into place", &to))?;
+        moved.push(to);
+    }
+    sync_dir(data_dir)?;
+    fs::remove_dir(staging).map_err(io_err("remove", staging))?;
+    sync_dir(data_dir)?;
+    Ok(())
+}
+
+fn check_entry(file: &ManifestFile, size: u64, hash: &str) -> Result<(), BackupError> {
+    if size == file.size_bytes && hash == file.blake3 {
+        Ok(())
+    } else {
+        Err(BackupError::ChecksumMismatch {
+            file: file.path.clone(),
+            expected: format!("{} bytes, blake3 {}", file.size_bytes, file.blake3),
+            found: format!("{size} bytes, blake3 {hash}"),
+        })
+    }
+}
+
+/// Copies `src` to a new file `dst`, fsyncs it, and returns the size and
+/// BLAKE3 of the bytes written.
+fn copy_hashed(src: &Path, dst: &Path) -> io::Result<(u64, String)> {
+    let mut input = File::open(src)?;
+    let mut output = OpenOptions::new().write(true).create_new(true).open(dst)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    output.sync_all()?;
+    Ok((size, hasher.finalize().to_hex().to_string()))
+}
+
+fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+    let mut input = File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let size = io::copy(&mut input, &mut hasher)?;
+    Ok((size, hasher.finalize().to_hex().to_string()))
+}
+
+fn restrict_to_owner(path: &Path) -> Result<(), BackupError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .map_err(io_err("restrict permissions of", path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_paths_cannot_escape_the_data_dir() {
+        assert!(is_allowed_manifest_path("functions.redb"));
+        assert!(is_allowed_manifest_path("audit.key"));
+        assert!(is_allowed_manifest_path("snapshots/add.tensor-wasm"));
+        assert!(!is_allowed_manifest_path("snapshots/../x.tensor-wasm"));
+        assert!(!is_allowed_manifest_path("snapshots/a/b.tensor-wasm"));
+        assert!(!is_allowed_manifest_path("../functions.redb"));
+        assert!(!is_allowed_manifest_path("/etc/passwd"));
+        assert!(!is_allowed_manifest_path("snapshots/.tensor-wasm"));
+        assert!(!is_allowed_manifest_path("snapshots/x.txt"));
+    }
+}

@@ -1,0 +1,548 @@
+//! [`RedbStore`]: the embedded function store, one redb file in the data dir.
+//!
+//! Crash safety: redb commits with a two-phase, copy-on-write protocol
+//! (pages of the new tree are written and fsynced before the header slot
+//! that points to them is switched and fsynced), and every `create` and
+//! `delete` here is exactly one write transaction touching both the
+//! `functions` and the `wasm` table, committed with the default
+//! `Durability::Immediate`. A crash before the commit's final fsync leaves
+//! the previous tree in force; after it, the new one; there is no state in
+//! between, so a function is never visible without its bytes or the reverse.
+//! On the next open redb repairs its allocator state from the last committed
+//! tree. Backups copy every table out of a single read transaction (an MVCC
+//! snapshot) into a fresh file that is renamed into place only once it is
+//! complete and fsynced, so a backup file is either whole or absent.
+//!
+//! Sharing with other processes: the server opens the file in redb's
+//! [`ConcurrencyMode::SingleWriter`] mode (byte-range locks, redb ≥ 4.5), so
+//! that `tensor-wasm backup` in another process can open it read-only *while
+//! the server runs* and copy a consistent snapshot; a second writer is still
+//! refused. On a file system without byte-range locks the open falls back to
+//! the exclusive whole-file lock, and an offline backup must then go through
+//! the server's `POST /admin/backup` (which calls
+//! [`FunctionStore::backup_to`]). In single-writer mode each read
+//! transaction takes two uncontended `fcntl` locks; the registry is read
+//! once per deploy or cache miss, not per invocation, so that is noise.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Builder, ConcurrencyMode, Database, DatabaseError, MultimapTableHandle, ReadOnlyDatabase,
+    ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageError,
+    TableDefinition, TableError, TableHandle, WriteTransaction,
+};
+
+use crate::schema::{self, Compatibility, MIN_READER_VERSION, SCHEMA_VERSION, SchemaInfo};
+use crate::{FunctionId, FunctionRecord, FunctionStore, StoreError};
+
+/// File name of the store inside a data dir.
+pub const STORE_FILE_NAME: &str = "functions.redb";
+
+/// `&str` key → `u32`: `schema_version`, `min_reader_version`.
+pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
+/// Function id → JSON-encoded [`FunctionRecord`].
+pub(crate) const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
+/// Function id → Wasm bytes.
+pub(crate) const WASM: TableDefinition<&str, &[u8]> = TableDefinition::new("wasm");
+
+pub(crate) const KEY_SCHEMA_VERSION: &str = "schema_version";
+pub(crate) const KEY_MIN_READER_VERSION: &str = "min_reader_version";
+
+/// Every table a schema-1 store holds; a backup refuses a store with others.
+const KNOWN_TABLES: [&str; 3] = ["meta", "functions", "wasm"];
+
+/// The embedded, durable [`FunctionStore`]: one redb file.
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+    schema: SchemaInfo,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens (creating if absent) the store file at `path`, checking its
+    /// schema version; refuses a store written by a newer, not
+    /// backward-readable schema with [`StoreError::SchemaTooNew`].
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = open_writer(path)?;
+        let schema = init_or_check_schema(&db)?;
+        if schema.is_newer_than_binary() {
+            tracing::warn!(
+                path = %path.display(),
+                stored = schema.stored_version,
+                supported = SCHEMA_VERSION,
+                "function store was written by a newer, backward-readable schema; opening it"
+            );
+        }
+        Ok(Self {
+            db,
+            path: path.to_path_buf(),
+            schema,
+        })
+    }
+
+    /// Opens `<data_dir>/functions.redb`, creating the data dir if needed.
+    pub fn open_in_data_dir(data_dir: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Backend(format!("create data dir {}: {e}", data_dir.display()))
+        })?;
+        Self::open(&data_dir.join(STORE_FILE_NAME))
+    }
+
+    /// Path of the store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Schema numbers of the opened store.
+    pub fn schema(&self) -> SchemaInfo {
+        self.schema
+    }
+}
+
+impl FunctionStore for RedbStore {
+    fn create(&self, record: &FunctionRecord, wasm: &[u8]) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(record)
+            .map_err(|e| StoreError::Backend(format!("encode record {}: {e}", record.id)))?;
+        let key = record.id.0.as_str();
+        let txn = self.db.begin_write().map_err(backend)?;
+        let exists = {
+            let mut functions = txn.open_table(FUNCTIONS).map_err(backend)?;
+            let exists = functions.get(key).map_err(backend)?.is_some();
+            if !exists {
+                functions.insert(key, json.as_slice()).map_err(backend)?;
+                let mut bytes = txn.open_table(WASM).map_err(backend)?;
+                bytes.insert(key, wasm).map_err(backend)?;
+            }
+            exists
+        };
+        if exists {
+            txn.abort().map_err(backend)?;
+            return Err(StoreError::AlreadyExists(record.id.clone()));
+        }
+        txn.commit().map_err(backend)
+    }
+
+    fn get(&self, id: &FunctionId) -> Result<Option<FunctionRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        get_record(&txn, id)
+    }
+
+    fn wasm(&self, id: &FunctionId) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = match txn.open_table(WASM) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(backend(e)),
+        };
+        let bytes = table.get(id.0.as_str()).map_err(backend)?;
+        Ok(bytes.map(|guard| guard.value().to_vec()))
+    }
+
+    fn list(&self, tenant: Option<&str>) -> Result<Vec<FunctionRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        list_records(&txn, tenant)
+    }
+
+    fn delete(&self, id: &FunctionId) -> Result<bool, StoreError> {
+        let key = id.0.as_str();
+        let txn = self.db.begin_write().map_err(backend)?;
+        let existed = {
+            let mut functions = txn.open_table(FUNCTIONS).map_err(backend)?;
+            let existed = functions.remove(key).map_err(backend)?.is_some();
+            let mut bytes = txn.open_table(WASM).map_err(backend)?;
+            let had_bytes = bytes.remove(key).map_err(backend)?.is_some();
+            existed || had_bytes
+        };
+        if existed {
+            txn.commit().map_err(backend)?;
+        } else {
+            txn.abort().map_err(backend)?;
+        }
+        Ok(existed)
+    }
+
+    fn count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        match txn.open_table(FUNCTIONS) {
+            Ok(table) => table.len().map_err(backend),
+            Err(TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        copy_snapshot(&txn, dest)
+    }
+}
+
+/// Opens the file for writing in single-writer mode (see the module doc),
+/// falling back to the exclusive mode where byte-range locks are missing.
+fn open_writer(path: &Path) -> Result<Database, StoreError> {
+    let shared = Builder::new()
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .create(path);
+    match shared {
+        Ok(db) => Ok(db),
+        Err(DatabaseError::Storage(StorageError::Unsupported)) => {
+            tracing::warn!(
+                path = %path.display(),
+                "file system lacks byte-range locks; function store locked exclusively, \
+                 so offline backups must use the server's POST /admin/backup"
+            );
+            Builder::new().create(path).map_err(|e| open_error(path, e))
+        }
+        Err(e) => Err(open_error(path, e)),
+    }
+}
+
+/// Opens the file read-only beside a possibly running single-writer server.
+pub(crate) fn open_shared_read_only(path: &Path) -> Result<ReadOnlyDatabase, DatabaseError> {
+    Builder::new()
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .open_read_only(path)
+}
+
+pub(crate) fn open_error(path: &Path, e: DatabaseError) -> StoreError {
+    match e {
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
+            StoreError::Backend(format!(
+                "function store {} is already open for writing by another process \
+                 (is a tensor-wasm server running on this data dir?)",
+                path.display()
+            ))
+        }
+        DatabaseError::Storage(StorageError::Corrupted(msg)) => {
+            StoreError::Corrupt(format!("{}: {msg}", path.display()))
+        }
+        other => StoreError::Backend(format!("open {}: {other}", path.display())),
+    }
+}
+
+/// Maps any redb error to a [`StoreError`], keeping corruption apart.
+pub(crate) fn backend(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Corrupted(msg) => StoreError::Corrupt(msg),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// Creates the tables and meta numbers of a fresh store, or checks (and
+/// migrates) an existing one, in one write transaction.
+fn init_or_check_schema(db: &Database) -> Result<SchemaInfo, StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    let stored = read_versions_in(&txn)?;
+    let info = match stored {
+        None => {
+            let has_data = txn.list_tables().map_err(backend)?.next().is_some();
+            if has_data {
+                return Err(StoreError::Corrupt(
+                    "store holds tables but no schema version".to_owned(),
+                ));
+            }
+            write_current_versions(&txn)?;
+            create_tables(&txn)?;
+            txn.commit().map_err(backend)?;
+            current_info()
+        }
+        Some((found, min_reader)) => match schema::check(found, min_reader)? {
+            Compatibility::Current => {
+                create_tables(&txn)?;
+                txn.commit().map_err(backend)?;
+                SchemaInfo {
+                    stored_version: found,
+                    min_reader_version: min_reader.unwrap_or(found),
+                    binary_version: SCHEMA_VERSION,
+                }
+            }
+            Compatibility::Migrate { from } => {
+                // Each later schema adds its step here, applied in order
+                // from `from`; schema 1 is the first, so there is none yet.
+                tracing::info!(from, to = SCHEMA_VERSION, "migrating function store schema");
+                create_tables(&txn)?;
+                write_current_versions(&txn)?;
+                txn.commit().map_err(backend)?;
+                current_info()
+            }
+            Compatibility::NewerReadable => {
+                // Leave a newer store exactly as its writer marked it.
+                txn.abort().map_err(backend)?;
+                SchemaInfo {
+                    stored_version: found,
+                    min_reader_version: min_reader.unwrap_or(found),
+                    binary_version: SCHEMA_VERSION,
+                }
+            }
+        },
+    };
+    Ok(info)
+}
+
+fn current_info() -> SchemaInfo {
+    SchemaInfo {
+        stored_version: SCHEMA_VERSION,
+        min_reader_version: MIN_READER_VERSION,
+        binary_version: SCHEMA_VERSION,
+    }
+}
+
+fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(FUNCTIONS).map_err(backend)?;
+    txn.open_table(WASM).map_err(backend)?;
+    Ok(())
+}
+
+fn write_current_versions(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META).map_err(backend)?;
+    meta.insert(KEY_SCHEMA_VERSION, SCHEMA_VERSION)
+        .map_err(backend)?;
+    meta.insert(KEY_MIN_READER_VERSION, MIN_READER_VERSION)
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// `(schema_version, min_reader_version)` from a write transaction; `None`
+/// for a file without a meta table (a fresh one).
+fn read_versions_in(txn: &WriteTransaction) -> Result<Option<(u32, Option<u32>)>, StoreError> {
+    let exists = txn
+        .list_tables()
+        .map_err(backend)?
+        .any(|t| t.name() == META.name());
+    if !exists {
+        return Ok(None);
+    }
+    let meta = txn.open_table(META).map_err(backend)?;
+    let version = meta
+        .get(KEY_SCHEMA_VERSION)
+        .map_err(backend)?
+        .map(|v| v.value());
+    let min_reader = meta
+        .get(KEY_MIN_READER_VERSION)
+        .map_err(backend)?
+        .map(|v| v.value());
+    match version {
+        Some(v) => Ok(Some((v, min_reader))),
+        None => Err(StoreError::Corrupt(
+            "store meta table has no schema_version".to_owned(),
+        )),
+    }
+}
+
+/// `(schema_version, min_reader_version)` of a snapshot, for checks made on
+/// read-only handles (backup, restore).
+pub(crate) fn read_versions(txn: &ReadTransaction) -> Result<(u32, Option<u32>), StoreError> {
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(TableError::TableDoesNotExist(_)) => {
+            return Err(StoreError::Corrupt(
+                "store has no meta table (no schema version)".to_owned(),
+            ));
+        }
+        Err(e) => return Err(backend(e)),
+    };
+    let version = meta
+        .get(KEY_SCHEMA_VERSION)
+        .map_err(backend)?
+        .map(|v| v.value());
+    let min_reader = meta
+        .get(KEY_MIN_READER_VERSION)
+        .map_err(backend)?
+        .map(|v| v.value());
+    version
+        .map(|v| (v, min_reader))
+        .ok_or_else(|| StoreError::Corrupt("store meta table has no schema_version".to_owned()))
+}
+
+/// Checks that this binary may open a store with the snapshot's numbers.
+pub(crate) fn check_readable(txn: &ReadTransaction) -> Result<SchemaInfo, StoreError> {
+    let (found, min_reader) = read_versions(txn)?;
+    schema::check(found, min_reader)?;
+    Ok(SchemaInfo {
+        stored_version: found,
+        min_reader_version: min_reader.unwrap_or(found),
+        binary_version: SCHEMA_VERSION,
+    })
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<FunctionRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("record {key}: {e}")))
+}
+
+fn get_record(
+    txn: &ReadTransaction,
+    id: &FunctionId,
+) -> Result<Option<FunctionRecord>, StoreError> {
+    let table = match txn.open_table(FUNCTIONS) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(backend(e)),
+    };
+    let key = id.0.as_str();
+    match table.get(key).map_err(backend)? {
+        Some(guard) => decode(key, guard.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Records of one tenant or all, in id order, from one snapshot.
+pub(crate) fn list_records(
+    txn: &ReadTransaction,
+    tenant: Option<&str>,
+) -> Result<Vec<FunctionRecord>, StoreError> {
+    let table = match txn.open_table(FUNCTIONS) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(backend(e)),
+    };
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(backend)? {
+        let (key, value) = entry.map_err(backend)?;
+        let record = decode(key.value(), value.value())?;
+        if tenant.is_none_or(|t| t == record.tenant) {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
+/// Copies every table of a snapshot into a new store file at `dest`.
+pub(crate) fn copy_snapshot(txn: &ReadTransaction, dest: &Path) -> Result<(), StoreError> {
+    let unknown: Vec<String> = txn
+        .list_tables()
+        .map_err(backend)?
+        .map(|t| t.name().to_owned())
+        .chain(
+            txn.list_multimap_tables()
+                .map_err(backend)?
+                .map(|t| t.name().to_owned()),
+        )
+        .filter(|name| !KNOWN_TABLES.contains(&name.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        let (found, _) = read_versions(txn)?;
+        return Err(StoreError::Backend(format!(
+            "store (schema {found}) holds tables this release (schema {SCHEMA_VERSION}) does not \
+             know: {}; back it up with the release that wrote it",
+            unknown.join(", ")
+        )));
+    }
+    write_new_store_file(dest, |out| {
+        let meta_in = txn.open_table(META).map_err(backend)?;
+        let mut meta_out = out.open_table(META).map_err(backend)?;
+        for entry in meta_in.iter().map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            meta_out.insert(k.value(), v.value()).map_err(backend)?;
+        }
+        for table in [FUNCTIONS, WASM] {
+            let mut table_out = out.open_table(table).map_err(backend)?;
+            let table_in = match txn.open_table(table) {
+                Ok(t) => t,
+                Err(TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(backend(e)),
+            };
+            for entry in table_in.iter().map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                table_out.insert(k.value(), v.value()).map_err(backend)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Writes a schema-current store file at `dest` holding the given functions
+/// (used by [`MemoryStore`](crate::MemoryStore)'s backups).
+pub(crate) fn write_store_file<'a>(
+    dest: &Path,
+    functions: impl IntoIterator<Item = (&'a FunctionRecord, &'a [u8])>,
+) -> Result<(), StoreError> {
+    write_new_store_file(dest, |out| {
+        write_current_versions(out)?;
+        let mut records = out.open_table(FUNCTIONS).map_err(backend)?;
+        let mut bytes = out.open_table(WASM).map_err(backend)?;
+        for (record, wasm) in functions {
+            let json = serde_json::to_vec(record)
+                .map_err(|e| StoreError::Backend(format!("encode record {}: {e}", record.id)))?;
+            records
+                .insert(record.id.0.as_str(), json.as_slice())
+                .map_err(backend)?;
+            bytes.insert(record.id.0.as_str(), wasm).map_err(backend)?;
+        }
+        Ok(())
+    })
+}
+
+/// Builds a store file beside `dest` and renames it into place once it is
+/// committed, closed and fsynced, so `dest` is either whole or absent.
+fn write_new_store_file(
+    dest: &Path,
+    fill: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    if dest.exists() {
+        return Err(StoreError::Backend(format!(
+            "backup destination {} already exists",
+            dest.display()
+        )));
+    }
+    let file_name = dest
+        .file_name()
+        .ok_or_else(|| {
+            StoreError::Backend(format!(
+                "backup destination {} has no file name",
+                dest.display()
+            ))
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let partial = parent.join(format!(".{file_name}.partial-{}", std::process::id()));
+    let result = (|| {
+        // A leftover from an interrupted backup by a process with our pid.
+        let _ = fs::remove_file(&partial);
+        let db = Builder::new()
+            .create(&partial)
+            .map_err(|e| open_error(&partial, e))?;
+        let txn = db.begin_write().map_err(backend)?;
+        fill(&txn)?;
+        txn.commit().map_err(backend)?;
+        db.close().map_err(|e| open_error(&partial, e))?;
+        sync_file(&partial)?;
+        fs::rename(&partial, dest).map_err(|e| {
+            StoreError::Backend(format!(
+                "rename {} to {}: {e}",
+                partial.display(),
+                dest.display()
+            ))
+        })?;
+        sync_dir(&parent)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&partial);
+    }
+    result
+}
+
+fn sync_file(path: &Path) -> Result<(), StoreError> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::Backend(format!("fsync {}: {e}", path.display())))
+}
+
+/// Makes a rename in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::Backend(format!("fsync directory {}: {e}", dir.display())))
+}
