@@ -1,0 +1,224 @@
+//! The audit log: one JSON line per state-changing call and per denied call.
+//!
+//! Records are serialised outside the lock, then written with one
+//! `write_all` and flushed while the lock is held, so lines never interleave
+//! and nothing sits in a user-space buffer. The file sink is opened with
+//! `O_APPEND`: after `logrotate`'s `copytruncate` the next record lands at the
+//! new end of the file rather than at a stale offset. Schema: `AUDIT-LOG.md`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::auth::Actor;
+use crate::config::AuditTarget;
+
+/// How a call ended, from the audit log's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The change was made.
+    Success,
+    /// The call was refused (401, 403, 404 by tenancy, 429).
+    Denied,
+    /// The call was admitted but failed (bad input, server error).
+    Failure,
+}
+
+/// What a call acted on (`target` in a record).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditTargetRef {
+    /// Function id, when the call names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_id: Option<String>,
+    /// Function name, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
+    /// Tenant owning the target, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Snapshot name, for snapshot operations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Filesystem path, for backups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// One audit record, borrowed from the request that produced it.
+#[derive(Debug, Serialize)]
+pub struct AuditRecord<'a> {
+    /// RFC 3339 UTC time the record was written.
+    pub time: String,
+    /// Dotted action name, e.g. `function.create`.
+    pub action: &'a str,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// HTTP status sent to the caller.
+    pub status: u16,
+    /// Who called.
+    pub actor: &'a Actor,
+    /// What was acted on.
+    pub target: &'a AuditTargetRef,
+    /// Request id (also the `x-request-id` response header).
+    pub request_id: &'a str,
+    /// W3C trace id, when the request is traced.
+    pub trace_id: Option<&'a str>,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Matched route template.
+    pub route: &'a str,
+    /// Error code for refused or failed calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+enum Sink {
+    Stdout,
+    File(File),
+}
+
+/// The audit sink shared by all requests.
+pub struct AuditLog {
+    sink: Mutex<Sink>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditLog")
+    }
+}
+
+impl AuditLog {
+    /// Opens the sink (creating the file, mode 0640, if needed).
+    pub fn open(target: &AuditTarget) -> std::io::Result<Self> {
+        let sink = match target {
+            AuditTarget::Stdout => Sink::Stdout,
+            AuditTarget::File(path) => Sink::File(open_append(path)?),
+        };
+        Ok(Self {
+            sink: Mutex::new(sink),
+        })
+    }
+
+    /// Current time in the record format.
+    pub fn now() -> String {
+        OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+    }
+
+    /// Writes one record; failures are logged, never returned to the caller.
+    pub fn write(&self, record: &AuditRecord<'_>) {
+        let mut line = match serde_json::to_vec(record) {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::error!(%err, "cannot serialise audit record");
+                return;
+            }
+        };
+        line.push(b'\n');
+        let mut sink = match self.sink.lock() {
+            Ok(s) => s,
+            // A panic while holding the lock cannot leave a half-written line
+            // that matters more than losing the log; keep going.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let result = match &mut *sink {
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&line).and_then(|()| out.flush())
+            }
+            Sink::File(f) => f.write_all(&line).and_then(|()| f.flush()),
+        };
+        if let Err(err) = result {
+            tracing::error!(%err, "cannot write audit record");
+        }
+    }
+
+    /// Flushes and (for the file sink) syncs to disk; called on shutdown.
+    pub fn flush(&self) {
+        let mut sink = match self.sink.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let result = match &mut *sink {
+            Sink::Stdout => std::io::stdout().lock().flush(),
+            Sink::File(f) => f.flush().and_then(|()| f.sync_data()),
+        };
+        if let Err(err) = result {
+            tracing::error!(%err, "cannot flush audit log");
+        }
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut opts = OpenOptions::new();
+    opts.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o640);
+    }
+    opts.open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Scope, ScopeKind};
+
+    #[test]
+    fn file_sink_appends_one_json_line_per_record_after_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&AuditTarget::File(path.clone())).unwrap();
+        let actor = Actor {
+            scope: Scope {
+                kind: ScopeKind::Dev,
+            },
+            tenant: None,
+            token_id: None,
+            token_index: None,
+        };
+        let target = AuditTargetRef {
+            function_name: Some("f".into()),
+            ..Default::default()
+        };
+        let rec = AuditRecord {
+            time: AuditLog::now(),
+            action: "function.create",
+            outcome: Outcome::Success,
+            status: 201,
+            actor: &actor,
+            target: &target,
+            request_id: "r1",
+            trace_id: None,
+            method: "POST",
+            route: "/functions",
+            error: None,
+        };
+        log.write(&rec);
+        // copytruncate: someone else truncates the file under us.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        log.write(&rec);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "append mode writes at the new end");
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["actor"]["scope"]["kind"], "dev");
+        assert_eq!(v["target"]["function_name"], "f");
+    }
+}

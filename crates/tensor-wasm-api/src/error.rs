@@ -1,0 +1,222 @@
+//! Errors, and the one place they become HTTP responses.
+//!
+//! Every non-2xx response body is `{"error":{"code","message"}}`; `code` is
+//! stable (clients switch on it), `message` is for humans. The table in
+//! `API.md` mirrors [`ApiError::status`] and [`ApiError::code`].
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tensor_wasm_exec::ExecError;
+use tensor_wasm_store::StoreError;
+
+/// A request failed; converts into the JSON error response.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing, malformed or unknown bearer token.
+    #[error("missing or unknown bearer token")]
+    Unauthorized,
+    /// Authenticated, but the scope does not allow this call.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such function (or it belongs to another tenant — indistinguishable on purpose).
+    #[error("function not found")]
+    FunctionNotFound,
+    /// No route matches the path.
+    #[error("no route for this path")]
+    RouteNotFound,
+    /// The route exists but not with this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// Malformed JSON, missing field, bad base64, bad name…
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A content type the route does not accept.
+    #[error("unsupported content type `{0}`")]
+    UnsupportedMediaType(String),
+    /// Body larger than `TENSOR_WASM_API_MAX_BODY_BYTES`.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit that applied.
+        limit: usize,
+    },
+    /// Per-token rate limit hit.
+    #[error("rate limit exceeded; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until a request will be admitted again.
+        retry_after_secs: u64,
+    },
+    /// The invocation concurrency bound is reached.
+    #[error("too many invocations in flight; retry shortly")]
+    Overloaded,
+    /// The engine refused or failed the call.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The durable store failed.
+    #[error("store failure: {0}")]
+    Store(#[from] StoreError),
+    /// A handler panicked.
+    #[error("internal error (panic)")]
+    Panic,
+    /// `/readyz`: a dependency is not available.
+    #[error("{0}")]
+    NotReady(String),
+    /// Anything else on the server's side.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// HTTP status of the response.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::FunctionNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Exec(e) => match e {
+                ExecError::InvalidModule(_)
+                | ExecError::MissingExport { .. }
+                | ExecError::SignatureMismatch { .. } => StatusCode::BAD_REQUEST,
+                ExecError::Trap { .. }
+                | ExecError::MemoryLimitExceeded { .. }
+                | ExecError::FuelExhausted { .. }
+                | ExecError::OutputTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                ExecError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+                ExecError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                ExecError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Self::Store(StoreError::AlreadyExists(_)) => StatusCode::CONFLICT,
+            Self::Store(_) | Self::Panic | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::FunctionNotFound => "function_not_found",
+            Self::RouteNotFound => "route_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Overloaded => "overloaded",
+            Self::NotReady(_) => "not_ready",
+            Self::Exec(e) => e.code(),
+            Self::Store(StoreError::AlreadyExists(_)) => "conflict",
+            Self::Store(_) => "store_error",
+            Self::Panic | Self::Internal(_) => "internal",
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::Overloaded | Self::NotReady(_) | Self::Exec(ExecError::Busy) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The message sent to the client: server-side details stay in the log.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Store(StoreError::AlreadyExists(_)) => self.to_string(),
+            Self::Store(_) | Self::Internal(_) | Self::Exec(ExecError::Internal(_)) => {
+                "internal server error; the server log has details (search for the x-request-id)"
+                    .to_owned()
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+/// The JSON body of an error response.
+pub(crate) fn error_body(code: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&ErrorBody {
+        error: ErrorDetail { code, message },
+    })
+    .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec())
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error()
+            && !matches!(
+                self,
+                Self::Overloaded | Self::NotReady(_) | Self::Exec(ExecError::Busy)
+            )
+        {
+            tracing::error!(error = %self, code = self.code(), "request failed");
+        }
+        let body = error_body(self.code(), &self.public_message());
+        let mut resp = (status, body).into_response();
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, Self::Unauthorized) {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tensor-wasm\""),
+            );
+        }
+        resp
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The data directory cannot be created or used.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+    /// `audit.key` cannot be read or created.
+    #[error("audit key {path}: {message}")]
+    AuditKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The audit sink cannot be opened.
+    #[error("audit log: {0}")]
+    AuditLog(std::io::Error),
+    /// The function store cannot be opened or read.
+    #[error("function store: {0}")]
+    Store(#[from] StoreError),
+    /// The engine cannot be built.
+    #[error("engine: {0}")]
+    Engine(ExecError),
+    /// Binding or serving the listener failed.
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}

@@ -1,0 +1,34 @@
+//! `tensor-wasm-api`: the HTTP gateway behind `tensor-wasm serve`.
+//!
+//! What it is: an axum router plus the cross-cutting layers every request
+//! passes through — request ids and tracing spans, metrics, panic capture,
+//! bearer-token authentication with tenancy, per-token rate limits, the audit
+//! log — and the route groups under [`routes`] (health, metrics, OpenAPI,
+//! functions, invoke, admin). What it is not: an engine or a database; it
+//! drives [`tensor_wasm_exec::Executor`] and a [`tensor_wasm_store::FunctionStore`].
+//!
+//! Invariant: the invoke path never touches the store. Every deployed function
+//! is compiled once (at deploy, or at start-up from the store) and kept in an
+//! in-memory map; the store is written before the map changes, so what a
+//! client sees is always durable.
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+
+mod limits;
+mod observe;
+
+pub use config::{ApiConfig, AuditTarget, RateLimitConfig};
+pub use error::{ApiError, StartupError};
+pub use server::{Gateway, shutdown_signal};
+pub use state::AppState;
+
+/// The version the gateway reports (`/readyz`, `tensor_wasm_build_info`).
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));

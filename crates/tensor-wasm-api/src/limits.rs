@@ -1,0 +1,220 @@
+//! Request limits: per-token rate limits, the body-size cap, and the
+//! authentication + rate-limit layer that guards every tenant-facing route.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+
+use crate::audit::{AuditTargetRef, Outcome};
+use crate::auth::{Actor, RateKey};
+use crate::config::RateLimitConfig;
+use crate::error::ApiError;
+use crate::state::{AppState, Caller, RequestContext};
+
+/// Token buckets: one per configured token, or per client address in dev mode.
+pub(crate) enum RateLimits {
+    Off,
+    On {
+        per_token: Vec<DefaultDirectRateLimiter>,
+        per_client: DefaultKeyedRateLimiter<Option<IpAddr>>,
+        clock: DefaultClock,
+    },
+}
+
+impl RateLimits {
+    pub(crate) fn new(cfg: Option<RateLimitConfig>, tokens: usize) -> Self {
+        let Some(cfg) = cfg else {
+            return Self::Off;
+        };
+        let quota = Quota::per_second(cfg.rps).allow_burst(cfg.burst);
+        Self::On {
+            per_token: (0..tokens)
+                .map(|_| DefaultDirectRateLimiter::direct(quota))
+                .collect(),
+            per_client: DefaultKeyedRateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// `Err(seconds to wait)` when the bucket is empty.
+    pub(crate) fn check(&self, key: RateKey) -> Result<(), u64> {
+        let Self::On {
+            per_token,
+            per_client,
+            clock,
+        } = self
+        else {
+            return Ok(());
+        };
+        let verdict = match key {
+            RateKey::Token(i) => match per_token.get(i) {
+                Some(l) => l.check(),
+                None => return Ok(()),
+            },
+            RateKey::Client(ip) => per_client.check_key(&ip),
+        };
+        verdict.map_err(|not_until| {
+            let wait = not_until.wait_time_from(clock.now());
+            // Retry-After is whole seconds; never tell a client "0".
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+        })
+    }
+
+    /// Forgets idle per-client buckets (dev mode keys by address).
+    pub(crate) fn shrink(&self) {
+        if let Self::On { per_client, .. } = self {
+            per_client.retain_recent();
+            per_client.shrink_to_fit();
+        }
+    }
+}
+
+/// Authenticates the caller, applies its rate limit, and attaches the
+/// [`Actor`] to the request. Refusals (401, 429) are audited here.
+pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let shared = &state.inner;
+    let auth_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let actor = match shared.auth.authenticate(auth_header) {
+        Ok(actor) => actor,
+        Err(failure) => {
+            let err = ApiError::Unauthorized;
+            audit_refusal(&state, &req, Arc::new(failure.actor), &err);
+            return err.into_response();
+        }
+    };
+    let key = match actor.token_index {
+        Some(i) => RateKey::Token(i),
+        None => RateKey::Client(
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ),
+    };
+    if let Err(retry_after_secs) = shared.rate.check(key) {
+        shared.metrics.rate_limited.inc();
+        let err = ApiError::RateLimited { retry_after_secs };
+        audit_refusal(&state, &req, actor, &err);
+        return err.into_response();
+    }
+    req.extensions_mut().insert(actor);
+    next.run(req).await
+}
+
+fn audit_refusal(state: &AppState, req: &Request, actor: Arc<Actor>, err: &ApiError) {
+    let Some(ctx) = req.extensions().get::<RequestContext>().cloned() else {
+        return;
+    };
+    let target = AuditTargetRef {
+        function_id: function_id_from_path(req.uri().path()),
+        ..Default::default()
+    };
+    let action = action_for(ctx.method, ctx.route);
+    let caller = Caller { actor, ctx };
+    state.audit(&caller, action, Outcome::Denied, &Err(err), &target);
+}
+
+/// The `{id}` segment of `/functions/{id}…`, for audit targets.
+fn function_id_from_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/functions/")?;
+    let id = rest.split('/').next().filter(|s| !s.is_empty())?;
+    Some(id.to_owned())
+}
+
+/// The audit action name of a route.
+pub(crate) fn action_for(method: &str, route: &str) -> &'static str {
+    match (method, route) {
+        ("POST", "/functions") => "function.create",
+        ("GET", "/functions") => "function.list",
+        ("GET", "/functions/{id}") => "function.get",
+        ("DELETE", "/functions/{id}") => "function.delete",
+        ("POST", "/functions/{id}/invoke") => "function.invoke",
+        ("POST", "/admin/backup") => "admin.backup",
+        (_, r) if r.starts_with("/snapshots") || r.contains("/snapshots") => "snapshot",
+        _ => "request",
+    }
+}
+
+/// Reads a whole body, refusing more than `limit` bytes with `413`.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return ApiError::PayloadTooLarge { limit };
+            }
+            source = err.source();
+        }
+        ApiError::InvalidRequest(format!("cannot read request body: {e}"))
+    })
+}
+
+/// The media type of a request without parameters, lower-cased (`""` if absent).
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// True for `application/json` and `application/*+json`.
+pub(crate) fn is_json(media_type: &str) -> bool {
+    media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+
+    #[test]
+    fn bucket_refuses_past_burst_with_positive_retry_after() {
+        let cfg = RateLimitConfig::new(NonZeroU32::new(1).unwrap(), NonZeroU32::new(2));
+        let limits = RateLimits::new(Some(cfg), 1);
+        assert!(limits.check(RateKey::Token(0)).is_ok());
+        assert!(limits.check(RateKey::Token(0)).is_ok());
+        let wait = limits.check(RateKey::Token(0)).unwrap_err();
+        assert!(wait >= 1);
+    }
+
+    #[test]
+    fn function_ids_are_found_in_paths() {
+        assert_eq!(
+            function_id_from_path("/functions/fn_1/invoke").as_deref(),
+            Some("fn_1")
+        );
+        assert_eq!(
+            function_id_from_path("/functions/fn_1").as_deref(),
+            Some("fn_1")
+        );
+        assert_eq!(function_id_from_path("/functions"), None);
+    }
+}

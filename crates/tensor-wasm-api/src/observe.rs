@@ -1,0 +1,203 @@
+//! The outermost layer: request id, tracing span (with W3C `traceparent` as
+//! parent), request metrics, and panic capture.
+//!
+//! Cheap on purpose: label values are `&'static str`, the request id is a
+//! counter, and `traceparent` is only parsed when present.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use axum::middleware::Next;
+use tracing::Instrument;
+
+use crate::error::error_body;
+use crate::metrics::{HttpLabels, RouteLabels, UNMATCHED_ROUTE, method_label, route_label};
+use crate::state::{AppState, RequestContext};
+
+/// Response header carrying the request id.
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
+
+pub(crate) async fn observe(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> axum::response::Response {
+    let started = Instant::now();
+    let method = method_label(req.method());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, |p| route_label(p.as_str()));
+    let request_id = incoming_request_id(req.headers()).unwrap_or_else(new_request_id);
+    let traceparent_id = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(traceparent_trace_id)
+        .map(Arc::from);
+
+    let span = tracing::info_span!(
+        "request",
+        method,
+        route,
+        status = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    if state.inner.otel && traceparent_id.is_some() {
+        set_remote_parent(&span, req.headers());
+    }
+    req.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        traceparent_id,
+        method,
+        route,
+    });
+
+    let mut resp = next.run(req).instrument(span.clone()).await;
+
+    let status = resp.status().as_u16();
+    span.record("status", status);
+    let metrics = &state.inner.metrics;
+    metrics.http_requests.inc(HttpLabels {
+        method,
+        route,
+        status,
+    });
+    metrics
+        .http_duration
+        .get_or_create(&RouteLabels { method, route })
+        .observe(started.elapsed().as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+/// Accepts a caller's `x-request-id` when it is short, visible ASCII.
+fn incoming_request_id(headers: &HeaderMap) -> Option<Arc<str>> {
+    let v = headers.get(REQUEST_ID_HEADER)?.to_str().ok()?;
+    let ok = !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| Arc::from(v))
+}
+
+fn new_request_id() -> Arc<str> {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        // A fixed prefix only makes ids collide across restarts; they stay unique within one.
+        let _ = getrandom::fill(&mut b);
+        u32::from_le_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Arc::from(format!("req_{prefix:08x}{n:012x}"))
+}
+
+/// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub(crate) fn traceparent_trace_id(v: &str) -> Option<&str> {
+    let mut parts = v.trim().split('-');
+    let version = parts.next()?;
+    let trace_id = parts.next()?;
+    let parent_id = parts.next()?;
+    let flags = parts.next()?;
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    let valid = hex(version, 2)
+        && version != "ff"
+        && hex(trace_id, 32)
+        && trace_id.bytes().any(|b| b != b'0')
+        && hex(parent_id, 16)
+        && parent_id.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    valid.then_some(trace_id)
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+fn set_remote_parent(span: &tracing::Span, headers: &HeaderMap) {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let propagator = opentelemetry_sdk::propagation::TraceContextPropagator::new();
+    let parent = propagator.extract(&HeaderExtractor(headers));
+    if let Err(err) = span.set_parent(parent) {
+        tracing::debug!(%err, "cannot attach remote trace parent");
+    }
+}
+
+/// Turns a handler panic into a `500` JSON response and counts it.
+#[derive(Clone)]
+pub(crate) struct PanicResponder {
+    pub(crate) panics: prometheus_client::metrics::counter::Counter,
+}
+
+impl tower_http::catch_panic::ResponseForPanic for PanicResponder {
+    type ResponseBody = Body;
+
+    fn response_for_panic(
+        &mut self,
+        err: Box<dyn std::any::Any + Send + 'static>,
+    ) -> Response<Body> {
+        self.panics.inc();
+        let detail = err
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| err.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        tracing::error!(panic = %detail, "handler panicked");
+        let mut resp = Response::new(Body::from(error_body(
+            "internal",
+            "internal server error (a handler panicked); the server log has details",
+        )));
+        *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_validated() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            traceparent_trace_id(tp),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            traceparent_trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(traceparent_trace_id("garbage"), None);
+        assert_eq!(
+            traceparent_trace_id("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            None
+        );
+    }
+
+    #[test]
+    fn generated_request_ids_are_unique() {
+        assert_ne!(new_request_id(), new_request_id());
+    }
+}

@@ -1,0 +1,102 @@
+//! Admin routes: `POST /admin/backup` (admin scope only, audited).
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditLog, AuditTargetRef, Outcome};
+use crate::error::ApiError;
+use crate::limits::read_body;
+use crate::state::{AppState, Caller};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/admin/backup", post(backup))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupRequest {
+    to: PathBuf,
+}
+
+/// Reply of a finished backup.
+#[derive(Debug, Serialize)]
+pub struct BackupReply {
+    to: String,
+    size_bytes: u64,
+    completed_at: String,
+}
+
+async fn backup(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<BackupReply>, ApiError> {
+    let mut target = AuditTargetRef::default();
+    let result = run_backup(&state, &caller, &headers, body, &mut target).await;
+    match &result {
+        Ok(_) => state.audit(&caller, "admin.backup", Outcome::Success, &Ok(200), &target),
+        Err(e) => {
+            let outcome = if matches!(e, ApiError::Forbidden(_)) {
+                Outcome::Denied
+            } else {
+                Outcome::Failure
+            };
+            state.audit(&caller, "admin.backup", outcome, &Err(e), &target);
+        }
+    }
+    result.map(Json)
+}
+
+async fn run_backup(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Body,
+    target: &mut AuditTargetRef,
+) -> Result<BackupReply, ApiError> {
+    if !caller.actor.is_admin() {
+        return Err(ApiError::Forbidden(
+            "backups need an admin (`tenant=*`) token".into(),
+        ));
+    }
+    let body = read_body(headers, body, state.max_body_bytes()).await?;
+    let req: BackupRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    target.path = Some(req.to.display().to_string());
+    if !req.to.is_absolute() {
+        return Err(ApiError::InvalidRequest(
+            "`to` must be an absolute path".into(),
+        ));
+    }
+    if req.to.exists() {
+        return Err(ApiError::InvalidRequest(format!(
+            "`{}` already exists; a backup never overwrites",
+            req.to.display()
+        )));
+    }
+    if !req.to.parent().is_some_and(|p| p.is_dir()) {
+        return Err(ApiError::InvalidRequest(format!(
+            "the directory of `{}` does not exist",
+            req.to.display()
+        )));
+    }
+    let store = state.store().clone();
+    let dest = req.to.clone();
+    tokio::task::spawn_blocking(move || store.backup_to(&dest))
+        .await
+        .map_err(|e| ApiError::Internal(format!("backup task failed: {e}")))??;
+    let size_bytes = std::fs::metadata(&req.to).map(|m| m.len()).unwrap_or(0);
+    tracing::info!(to = %req.to.display(), size_bytes, "store backed up");
+    Ok(BackupReply {
+        to: req.to.display().to_string(),
+        size_bytes,
+        completed_at: AuditLog::now(),
+    })
+}

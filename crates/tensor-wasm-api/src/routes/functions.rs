@@ -1,0 +1,457 @@
+//! The function registry routes: deploy, list, get, delete.
+//!
+//! A deploy validates and compiles the module, commits it to the durable
+//! store, and only then publishes it in the in-memory registry; a delete
+//! removes it from the store first. Both are audited whatever their outcome.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tensor_wasm_exec::{ExportSignature, InvokeContext};
+use tensor_wasm_store::{FunctionId, FunctionLimits, FunctionRecord};
+
+use crate::audit::{AuditLog, AuditTargetRef, Outcome};
+use crate::auth::{Actor, DEFAULT_TENANT, ScopeKind, is_valid_tenant};
+use crate::error::ApiError;
+use crate::limits::{is_json, media_type, read_body};
+use crate::state::{AppState, Caller, DeployedFunction};
+
+/// Longest timeout a function may ask for.
+const MAX_TIMEOUT_MS: u64 = 300_000;
+/// Largest stdout cap a function may ask for.
+const MAX_OUTPUT_BYTES: u64 = 64 << 20;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/functions", get(list).post(create))
+        .route("/functions/{id}", get(get_one).delete(delete))
+}
+
+/// The `{id}` path segment, with rejections in the JSON error shape.
+pub(crate) struct FunctionIdPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for FunctionIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Self(id))
+            .map_err(|e| ApiError::InvalidRequest(format!("bad function id in path: {e}")))
+    }
+}
+
+/// Parses the query string, with rejections in the JSON error shape.
+pub(crate) fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    Query::<T>::try_from_uri(uri)
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::InvalidRequest(format!("bad query string: {}", e.body_text())))
+}
+
+/// A function as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct FunctionView<'a> {
+    id: &'a str,
+    name: &'a str,
+    tenant: &'a str,
+    blake3: &'a str,
+    size_bytes: u64,
+    created_at: &'a str,
+    limits: &'a FunctionLimits,
+    exports: &'a [ExportSignature],
+}
+
+impl<'a> From<&'a DeployedFunction> for FunctionView<'a> {
+    fn from(f: &'a DeployedFunction) -> Self {
+        let r = &f.record;
+        Self {
+            id: &r.id.0,
+            name: &r.name,
+            tenant: &r.tenant,
+            blake3: &r.blake3,
+            size_bytes: r.size_bytes,
+            created_at: &r.created_at,
+            limits: &r.limits,
+            exports: f.compiled.exports(),
+        }
+    }
+}
+
+/// Per-function limit overrides in a deploy request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsRequest {
+    timeout_ms: Option<u64>,
+    max_memory_bytes: Option<u64>,
+    fuel: Option<u64>,
+    max_output_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateJson {
+    name: String,
+    wasm_b64: String,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    limits: Option<LimitsRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateQuery {
+    name: Option<String>,
+    tenant: Option<String>,
+    timeout_ms: Option<u64>,
+    max_memory_bytes: Option<u64>,
+    fuel: Option<u64>,
+    max_output_bytes: Option<u64>,
+}
+
+struct CreateRequest {
+    name: String,
+    tenant: Option<String>,
+    limits: LimitsRequest,
+    wasm: Vec<u8>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let mut target = AuditTargetRef::default();
+    let result = deploy(&state, &caller, &uri, &headers, body, &mut target).await;
+    match &result {
+        Ok(_) => state.audit(
+            &caller,
+            "function.create",
+            Outcome::Success,
+            &Ok(201),
+            &target,
+        ),
+        Err(e) => {
+            let outcome = match e {
+                ApiError::Forbidden(_) => Outcome::Denied,
+                _ => Outcome::Failure,
+            };
+            state.audit(&caller, "function.create", outcome, &Err(e), &target);
+        }
+    }
+    let f = result?;
+    Ok((StatusCode::CREATED, Json(FunctionView::from(&*f))).into_response())
+}
+
+async fn deploy(
+    state: &AppState,
+    caller: &Caller,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    target: &mut AuditTargetRef,
+) -> Result<Arc<DeployedFunction>, ApiError> {
+    let body = read_body(headers, body, state.max_body_bytes()).await?;
+    let req = parse_create(uri, headers, body)?;
+    target.function_name = Some(req.name.clone());
+    let tenant = owning_tenant(&caller.actor, req.tenant)?;
+    target.tenant = Some(tenant.clone());
+    let limits = validate_limits(state, req.limits)?;
+    let size_bytes = req.wasm.len() as u64;
+
+    let executor = state.executor().clone();
+    let wasm = Arc::new(req.wasm);
+    let wasm_for_compile = wasm.clone();
+    let compiled = tokio::task::spawn_blocking(move || executor.compile(&wasm_for_compile))
+        .await
+        .map_err(|e| ApiError::Internal(format!("compile task failed: {e}")))??;
+
+    let record = FunctionRecord {
+        id: new_function_id(),
+        tenant,
+        name: req.name,
+        blake3: compiled.blake3_hex().to_owned(),
+        size_bytes,
+        created_at: AuditLog::now(),
+        limits,
+    };
+    target.function_id = Some(record.id.0.clone());
+    let store = state.store().clone();
+    let record_for_store = record.clone();
+    tokio::task::spawn_blocking(move || store.create(&record_for_store, &wasm))
+        .await
+        .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))??;
+
+    let context = InvokeContext {
+        tenant: record.tenant.clone(),
+        limits: state.limits_for(&record.limits),
+    };
+    let f = Arc::new(DeployedFunction {
+        record,
+        compiled,
+        context,
+    });
+    let count = state.functions().insert(f.clone());
+    state.metrics().functions_deployed.set(count as i64);
+    tracing::info!(function_id = %f.record.id, name = %f.record.name, tenant = %f.record.tenant, "function deployed");
+    Ok(f)
+}
+
+fn parse_create(uri: &Uri, headers: &HeaderMap, body: Bytes) -> Result<CreateRequest, ApiError> {
+    let media = media_type(headers);
+    let raw = match media.as_str() {
+        "application/wasm" | "application/octet-stream" => true,
+        m if is_json(m) => false,
+        // No content type: a Wasm binary announces itself.
+        "" => body.starts_with(b"\0asm"),
+        other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
+    };
+    let req = if raw {
+        let q: CreateQuery = crate::routes::functions::query(uri)?;
+        let name = q
+            .name
+            .ok_or_else(|| ApiError::InvalidRequest("a raw Wasm upload needs `?name=`".into()))?;
+        CreateRequest {
+            name,
+            tenant: q.tenant,
+            limits: LimitsRequest {
+                timeout_ms: q.timeout_ms,
+                max_memory_bytes: q.max_memory_bytes,
+                fuel: q.fuel,
+                max_output_bytes: q.max_output_bytes,
+            },
+            wasm: body.to_vec(),
+        }
+    } else {
+        let j: CreateJson = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+        let wasm = decode_base64(&j.wasm_b64)?;
+        CreateRequest {
+            name: j.name,
+            tenant: j.tenant,
+            limits: j.limits.unwrap_or_default(),
+            wasm,
+        }
+    };
+    validate_name(&req.name)?;
+    if req.wasm.is_empty() {
+        return Err(ApiError::InvalidRequest("the module is empty".into()));
+    }
+    Ok(req)
+}
+
+fn decode_base64(s: &str) -> Result<Vec<u8>, ApiError> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    LENIENT
+        .decode(s.trim())
+        .map_err(|e| ApiError::InvalidRequest(format!("`wasm_b64` is not valid base64: {e}")))
+}
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidRequest(
+            "`name` must be 1-128 characters of [A-Za-z0-9._-]".into(),
+        ))
+    }
+}
+
+/// The tenant a new function belongs to.
+fn owning_tenant(actor: &Actor, requested: Option<String>) -> Result<String, ApiError> {
+    if let Some(t) = &requested
+        && !is_valid_tenant(t)
+    {
+        return Err(ApiError::InvalidRequest(
+            "`tenant` must be 1-64 characters of [A-Za-z0-9._-]".into(),
+        ));
+    }
+    match actor.kind() {
+        ScopeKind::Admin | ScopeKind::Dev => {
+            Ok(requested.unwrap_or_else(|| DEFAULT_TENANT.to_owned()))
+        }
+        ScopeKind::Tenant | ScopeKind::Anonymous => {
+            let own = actor.tenant.clone().unwrap_or_default();
+            match requested {
+                Some(t) if t != own => Err(ApiError::Forbidden(
+                    "a tenant token can only deploy to its own tenant".into(),
+                )),
+                _ => Ok(own),
+            }
+        }
+    }
+}
+
+fn validate_limits(state: &AppState, l: LimitsRequest) -> Result<FunctionLimits, ApiError> {
+    let bad = |m: String| Err(ApiError::InvalidRequest(m));
+    if let Some(t) = l.timeout_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&t)
+    {
+        return bad(format!("`limits.timeout_ms` must be 1..={MAX_TIMEOUT_MS}"));
+    }
+    let max_mem = state.inner.max_memory_bytes;
+    if let Some(m) = l.max_memory_bytes
+        && !(65_536..=max_mem).contains(&m)
+    {
+        return bad(format!(
+            "`limits.max_memory_bytes` must be 65536..={max_mem}"
+        ));
+    }
+    if l.fuel == Some(0) {
+        return bad("`limits.fuel` must be at least 1".into());
+    }
+    if let Some(o) = l.max_output_bytes
+        && o > MAX_OUTPUT_BYTES
+    {
+        return bad(format!(
+            "`limits.max_output_bytes` must be at most {MAX_OUTPUT_BYTES}"
+        ));
+    }
+    Ok(FunctionLimits {
+        timeout_ms: l.timeout_ms,
+        max_memory_bytes: l.max_memory_bytes,
+        fuel: l.fuel,
+        max_output_bytes: l.max_output_bytes,
+    })
+}
+
+/// A fresh opaque id: `fn_` and 128 random bits in hex.
+fn new_function_id() -> FunctionId {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness: fall back to a time-seeded BLAKE3 (still unique per process).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let h = blake3::hash(format!("{now}:{n}").as_bytes());
+        b.copy_from_slice(&h.as_bytes()[..16]);
+    }
+    let mut s = String::with_capacity(35);
+    s.push_str("fn_");
+    for byte in b {
+        use std::fmt::Write;
+        let _ = write!(s, "{byte:02x}");
+    }
+    FunctionId(s)
+}
+
+#[derive(Serialize)]
+struct FunctionList<'a> {
+    functions: Vec<FunctionView<'a>>,
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> Response {
+    let functions = state.functions().list(caller.actor.list_filter());
+    let views = functions.iter().map(|f| FunctionView::from(&**f)).collect();
+    Json(FunctionList { functions: views }).into_response()
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    FunctionIdPath(id): FunctionIdPath,
+) -> Result<Response, ApiError> {
+    let f = state.function_for(&caller, &id, "function.get")?;
+    Ok(Json(FunctionView::from(&*f)).into_response())
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    FunctionIdPath(id): FunctionIdPath,
+) -> Result<StatusCode, ApiError> {
+    let f = state.function_for(&caller, &id, "function.delete")?;
+    let target = AuditTargetRef {
+        function_id: Some(id.clone()),
+        function_name: Some(f.record.name.clone()),
+        tenant: Some(f.record.tenant.clone()),
+        ..Default::default()
+    };
+    let store = state.store().clone();
+    let key = f.record.id.clone();
+    let result = tokio::task::spawn_blocking(move || store.delete(&key))
+        .await
+        .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))
+        .and_then(|r| r.map_err(ApiError::from));
+    if result.is_ok() {
+        // Gone from the store (now, or by a concurrent delete): gone from the registry.
+        let (_, count) = state.functions().remove(&id);
+        state.metrics().functions_deployed.set(count as i64);
+    }
+    let result = match result {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        // A concurrent delete won the race.
+        Ok(false) => Err(ApiError::FunctionNotFound),
+        Err(e) => Err(e),
+    };
+    match &result {
+        Ok(_) => {
+            tracing::info!(function_id = %id, "function deleted");
+            state.audit(
+                &caller,
+                "function.delete",
+                Outcome::Success,
+                &Ok(204),
+                &target,
+            );
+        }
+        Err(e) => state.audit(
+            &caller,
+            "function.delete",
+            Outcome::Failure,
+            &Err(e),
+            &target,
+        ),
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_restricted_to_a_safe_alphabet() {
+        assert!(validate_name("dr-smoke").is_ok());
+        assert!(validate_name("a.b_c-1").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("has space").is_err());
+        assert!(validate_name(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn base64_with_or_without_padding_decodes() {
+        assert_eq!(decode_base64("AGFzbQEAAAA=").unwrap(), b"\0asm\x01\0\0\0");
+        assert_eq!(decode_base64("AGFzbQEAAAA").unwrap(), b"\0asm\x01\0\0\0");
+        assert!(decode_base64("***").is_err());
+    }
+
+    #[test]
+    fn function_ids_are_opaque_and_distinct() {
+        let a = new_function_id();
+        assert!(a.0.starts_with("fn_") && a.0.len() == 35);
+        assert_ne!(a, new_function_id());
+    }
+}

@@ -1,0 +1,323 @@
+//! Start-up (data dir, audit key, store, engine, registry warm-up) and the
+//! serve loop with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use prometheus_client::registry::Registry;
+use tensor_wasm_exec::{EngineConfig, Executor, InvokeContext};
+use tensor_wasm_store::FunctionStore;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::audit::AuditLog;
+use crate::auth::{Authenticator, TokenIdHasher};
+use crate::config::ApiConfig;
+use crate::error::StartupError;
+use crate::limits::RateLimits;
+use crate::metrics::GatewayMetrics;
+use crate::state::{AppState, DeployedFunction, FunctionRegistry, Shared};
+
+/// File name of the SipHash key for `token_id`s, under the data dir.
+pub const AUDIT_KEY_FILE: &str = "audit.key";
+
+/// A ready-to-serve gateway.
+pub struct Gateway {
+    state: AppState,
+    shutdown_grace: Duration,
+    dev_warning_interval: Duration,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("dev_mode", &self.state.dev_mode())
+            .field("functions", &self.state.functions().len())
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// Opens everything under `config.data_dir`: the durable store
+    /// (`functions.redb`), the audit key, the compile cache.
+    pub fn open(config: ApiConfig) -> Result<Self, StartupError> {
+        prepare_data_dir(&config.data_dir)?;
+        let store = tensor_wasm_store::RedbStore::open_in_data_dir(&config.data_dir)?;
+        Self::with_store(config, Arc::new(store))
+    }
+
+    /// Like [`Gateway::open`] with a store chosen by the caller.
+    pub fn with_store(
+        config: ApiConfig,
+        store: Arc<dyn FunctionStore>,
+    ) -> Result<Self, StartupError> {
+        prepare_data_dir(&config.data_dir)?;
+        let key = load_or_create_audit_key(&config.data_dir)?;
+        let auth = Authenticator::new(&config.tokens, TokenIdHasher::new(key));
+        let dev_mode = auth.dev_mode();
+        let audit = AuditLog::open(&config.audit).map_err(StartupError::AuditLog)?;
+
+        let engine_config = EngineConfig {
+            cache_dir: Some(config.data_dir.join("jit-cache")),
+            ..config.engine.clone()
+        };
+        let max_memory_bytes = engine_config.pool_max_memory_bytes;
+        let executor = Executor::new(engine_config).map_err(StartupError::Engine)?;
+
+        let gpu_backend = config
+            .gpu
+            .as_ref()
+            .map_or("none", |g| g.backend_name())
+            .to_owned();
+        let mut registry = Registry::default();
+        let metrics = GatewayMetrics::register(&mut registry, &gpu_backend, dev_mode);
+        executor.register_metrics(&mut registry);
+        if let Some(gpu) = &config.gpu {
+            gpu.register_metrics(&mut registry);
+        }
+
+        let state = AppState {
+            inner: Arc::new(Shared {
+                store,
+                executor,
+                functions: FunctionRegistry::default(),
+                auth,
+                rate: RateLimits::new(config.rate_limit, config.tokens.len()),
+                audit,
+                metrics,
+                registry,
+                invocations: Arc::new(Semaphore::new(config.max_concurrent_invocations.max(1))),
+                max_body_bytes: config.max_body_bytes,
+                default_limits: config.default_limits.clone(),
+                max_memory_bytes,
+                gpu_backend,
+                gpu: config.gpu.clone(),
+                data_dir: config.data_dir.clone(),
+                otel: config.otlp_tracing,
+            }),
+        };
+        load_registry(&state)?;
+        if dev_mode {
+            warn_dev_mode();
+        }
+        Ok(Self {
+            state,
+            shutdown_grace: config.shutdown_grace,
+            dev_warning_interval: config.dev_mode_warning_interval,
+        })
+    }
+
+    /// Shared state (for route groups added by other crates and for tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The complete router.
+    pub fn router(&self) -> Router {
+        crate::routes::router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, gives
+    /// in-flight requests up to the grace period, and flushes the audit log.
+    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> Result<(), StartupError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        };
+        let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+
+        let ticker = if self.state.dev_mode() {
+            let interval = self.dev_warning_interval;
+            let state = self.state.clone();
+            Some(tokio::spawn(async move {
+                let mut tick =
+                    tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                loop {
+                    tick.tick().await;
+                    warn_dev_mode();
+                    state.inner.rate.shrink();
+                }
+            }))
+        } else {
+            None
+        };
+
+        let grace = self.shutdown_grace;
+        let deadline = async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        };
+        let result = tokio::select! {
+            r = server.into_future() => r.map_err(StartupError::Serve),
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; abandoning in-flight requests");
+                Ok(())
+            }
+        };
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        self.state.inner.audit.flush();
+        tracing::info!("server stopped");
+        result
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn warn_dev_mode() {
+    tracing::warn!(
+        "DEV MODE: TENSOR_WASM_API_TOKENS is empty — every request is admitted without \
+         authentication (audit records carry actor.scope.kind=\"dev\"). Never run this in production."
+    );
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
+    let err = |source| StartupError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    for sub in ["snapshots", "jit-cache"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Reads `<data>/audit.key`, creating it (32 random bytes, mode 0600) once.
+fn load_or_create_audit_key(dir: &Path) -> Result<[u8; 32], StartupError> {
+    use std::io::{Read, Write};
+    let path = dir.join(AUDIT_KEY_FILE);
+    let err = |message: String| StartupError::AuditKey {
+        path: path.clone(),
+        message,
+    };
+    match std::fs::File::open(&path) {
+        Ok(mut f) => {
+            let mut key = [0u8; 32];
+            let mut extra = [0u8; 1];
+            f.read_exact(&mut key)
+                .map_err(|e| err(format!("cannot read 32 bytes: {e}")))?;
+            if f.read(&mut extra).map_err(|e| err(e.to_string()))? != 0 {
+                return Err(err("longer than 32 bytes; restore the original key or delete it (token ids will change)".into()));
+            }
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| err(format!("no OS randomness: {e}")))?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            // Write to a temp file and rename, so a crash never leaves a short key.
+            let tmp = dir.join(format!("{AUDIT_KEY_FILE}.tmp"));
+            let _ = std::fs::remove_file(&tmp);
+            let mut f = opts.open(&tmp).map_err(|e| err(e.to_string()))?;
+            f.write_all(&key)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| err(e.to_string()))?;
+            drop(f);
+            match std::fs::hard_link(&tmp, &path) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Ok(key)
+                }
+                // Another process won the race: use its key.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let _ = std::fs::remove_file(&tmp);
+                    load_or_create_audit_key(dir)
+                }
+                Err(e) => Err(err(e.to_string())),
+            }
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Loads and compiles every stored function. A function that no longer
+/// compiles is logged and left out (it stays in the store).
+fn load_registry(state: &AppState) -> Result<(), StartupError> {
+    let started = Instant::now();
+    let records = state.store().list(None)?;
+    let total = records.len();
+    let mut loaded = 0usize;
+    for record in records {
+        let wasm = match state.store().wasm(&record.id)? {
+            Some(w) => w,
+            None => {
+                tracing::error!(function_id = %record.id, "stored record has no Wasm bytes; skipped");
+                continue;
+            }
+        };
+        let compiled = match state.executor().compile(&wasm) {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::error!(function_id = %record.id, %err, "stored function no longer compiles; skipped");
+                continue;
+            }
+        };
+        let context = InvokeContext {
+            tenant: record.tenant.clone(),
+            limits: state.limits_for(&record.limits),
+        };
+        state.functions().insert(Arc::new(DeployedFunction {
+            record,
+            compiled,
+            context,
+        }));
+        loaded += 1;
+    }
+    state
+        .metrics()
+        .functions_deployed
+        .set(state.functions().len() as i64);
+    tracing::info!(
+        loaded,
+        skipped = total - loaded,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "function registry loaded"
+    );
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! Shared state of the gateway and the per-request context handlers see.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use prometheus_client::registry::Registry;
+use tensor_wasm_exec::{CompiledFunction, Executor, InvokeContext, Limits};
+use tensor_wasm_store::{FunctionLimits, FunctionRecord, FunctionStore};
+use tokio::sync::Semaphore;
+
+use crate::audit::{AuditLog, AuditRecord, AuditTargetRef, Outcome};
+use crate::auth::{Actor, Authenticator};
+use crate::error::ApiError;
+use crate::limits::RateLimits;
+use crate::metrics::GatewayMetrics;
+
+/// A deployed function: its durable record and its compiled module.
+#[derive(Debug)]
+pub struct DeployedFunction {
+    /// The record as stored.
+    pub record: FunctionRecord,
+    /// The compiled module.
+    pub compiled: CompiledFunction,
+    /// Tenant and effective limits, built once so invokes allocate nothing for them.
+    pub context: InvokeContext,
+}
+
+/// The in-memory registry of compiled functions: the invoke path reads only this.
+#[derive(Debug, Default)]
+pub struct FunctionRegistry {
+    map: RwLock<HashMap<String, Arc<DeployedFunction>>>,
+}
+
+impl FunctionRegistry {
+    /// Looks a function up by id.
+    pub fn get(&self, id: &str) -> Option<Arc<DeployedFunction>> {
+        match self.map.read() {
+            Ok(m) => m.get(id).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(id).cloned(),
+        }
+    }
+
+    /// Adds (or replaces) a function; returns the new count.
+    pub fn insert(&self, f: Arc<DeployedFunction>) -> usize {
+        let mut m = match self.map.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        m.insert(f.record.id.0.clone(), f);
+        m.len()
+    }
+
+    /// Removes a function; returns it and the new count.
+    pub fn remove(&self, id: &str) -> (Option<Arc<DeployedFunction>>, usize) {
+        let mut m = match self.map.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let removed = m.remove(id);
+        (removed, m.len())
+    }
+
+    /// Records visible under `tenant` (`None` = all), ordered by id.
+    pub fn list(&self, tenant: Option<&str>) -> Vec<Arc<DeployedFunction>> {
+        let m = match self.map.read() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut out: Vec<_> = m
+            .values()
+            .filter(|f| tenant.is_none_or(|t| f.record.tenant == t))
+            .cloned()
+            .collect();
+        drop(m);
+        out.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+        out
+    }
+
+    /// Number of deployed functions.
+    pub fn len(&self) -> usize {
+        match self.map.read() {
+            Ok(m) => m.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
+    }
+
+    /// True when nothing is deployed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppState")
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn FunctionStore>,
+    pub(crate) executor: Executor,
+    pub(crate) functions: FunctionRegistry,
+    pub(crate) auth: Authenticator,
+    pub(crate) rate: RateLimits,
+    pub(crate) audit: AuditLog,
+    pub(crate) metrics: GatewayMetrics,
+    pub(crate) registry: Registry,
+    pub(crate) invocations: Arc<Semaphore>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) default_limits: Limits,
+    pub(crate) max_memory_bytes: u64,
+    pub(crate) gpu_backend: String,
+    pub(crate) gpu: Option<Arc<tensor_wasm_gpu::GpuRuntime>>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) otel: bool,
+}
+
+impl AppState {
+    /// The durable function store.
+    pub fn store(&self) -> &Arc<dyn FunctionStore> {
+        &self.inner.store
+    }
+
+    /// The execution engine.
+    pub fn executor(&self) -> &Executor {
+        &self.inner.executor
+    }
+
+    /// The in-memory registry of compiled functions.
+    pub fn functions(&self) -> &FunctionRegistry {
+        &self.inner.functions
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.inner.metrics
+    }
+
+    /// The GPU runtime, when one is configured.
+    pub fn gpu(&self) -> Option<&Arc<tensor_wasm_gpu::GpuRuntime>> {
+        self.inner.gpu.as_ref()
+    }
+
+    /// The data directory (`snapshots/` lives under it).
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// True in dev mode (no tokens configured).
+    pub fn dev_mode(&self) -> bool {
+        self.inner.auth.dev_mode()
+    }
+
+    /// Largest accepted request body.
+    pub fn max_body_bytes(&self) -> usize {
+        self.inner.max_body_bytes
+    }
+
+    /// Looks up a function the caller may access; another tenant's function
+    /// is reported as not found (and audited as a denial) so its existence
+    /// does not leak.
+    pub fn function_for(
+        &self,
+        caller: &Caller,
+        id: &str,
+        action: &str,
+    ) -> Result<Arc<DeployedFunction>, ApiError> {
+        let Some(f) = self.inner.functions.get(id) else {
+            return Err(ApiError::FunctionNotFound);
+        };
+        if caller.actor.can_access(&f.record.tenant) {
+            return Ok(f);
+        }
+        let target = AuditTargetRef {
+            function_id: Some(id.to_owned()),
+            ..Default::default()
+        };
+        let err = ApiError::FunctionNotFound;
+        self.audit(caller, action, Outcome::Denied, &Err(&err), &target);
+        Err(err)
+    }
+
+    /// Writes an audit record for this request. `result` is `Ok(status)` or
+    /// the error about to be returned.
+    pub fn audit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        outcome: Outcome,
+        result: &Result<u16, &ApiError>,
+        target: &AuditTargetRef,
+    ) {
+        let (status, error) = match result {
+            Ok(status) => (*status, None),
+            Err(e) => (e.status().as_u16(), Some(e.code())),
+        };
+        let trace_id = caller.ctx.trace_id(self.inner.otel);
+        self.inner.audit.write(&AuditRecord {
+            time: AuditLog::now(),
+            action,
+            outcome,
+            status,
+            actor: &caller.actor,
+            target,
+            request_id: &caller.ctx.request_id,
+            trace_id: trace_id.as_deref(),
+            method: caller.ctx.method,
+            route: caller.ctx.route,
+            error,
+        });
+    }
+
+    /// Effective limits of a function: server defaults with its overrides.
+    pub(crate) fn limits_for(&self, overrides: &FunctionLimits) -> Limits {
+        let mut limits = self.inner.default_limits.clone();
+        if let Some(ms) = overrides.timeout_ms {
+            limits.timeout = std::time::Duration::from_millis(ms);
+        }
+        if let Some(bytes) = overrides.max_memory_bytes {
+            limits.max_memory_bytes = bytes;
+        }
+        if let Some(fuel) = overrides.fuel {
+            limits.fuel = Some(fuel);
+        }
+        if let Some(bytes) = overrides.max_output_bytes {
+            limits.max_output_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        limits
+    }
+}
+
+/// Per-request facts set by the outermost layer.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Request id (echoed as `x-request-id`).
+    pub request_id: Arc<str>,
+    /// Trace id from an incoming `traceparent`, if any.
+    pub(crate) traceparent_id: Option<Arc<str>>,
+    /// HTTP method label.
+    pub method: &'static str,
+    /// Matched route template label.
+    pub route: &'static str,
+}
+
+impl RequestContext {
+    /// The W3C trace id of this request, if it is traced.
+    pub fn trace_id(&self, otel: bool) -> Option<String> {
+        if let Some(id) = &self.traceparent_id {
+            return Some(id.to_string());
+        }
+        if otel {
+            use opentelemetry::trace::TraceContextExt;
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let cx = tracing::Span::current().context();
+            let sc = cx.span().span_context().clone();
+            if sc.is_valid() {
+                return Some(sc.trace_id().to_string());
+            }
+        }
+        None
+    }
+}
+
+/// The authenticated caller and its request context; the extractor handlers use.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who is calling.
+    pub actor: Arc<Actor>,
+    /// The request's context.
+    pub ctx: RequestContext,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let actor = parts
+            .extensions
+            .get::<Arc<Actor>>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("route is missing the auth layer".into()))?;
+        let ctx = parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("route is missing the request layer".into()))?;
+        Ok(Self { actor, ctx })
+    }
+}

@@ -1,0 +1,10 @@
+//! HTTP behaviour of the gateway, seen through a real client.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod auth;
+mod functions;
+mod invoke;
+mod limits;
+mod runbook;

@@ -1,0 +1,295 @@
+//! Shared helpers for the HTTP tests: a real gateway on 127.0.0.1:0, a
+//! reqwest client, test modules, and audit-log readers.
+
+#![allow(dead_code)]
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tensor_wasm_api::auth::TokenList;
+use tensor_wasm_api::{ApiConfig, AuditTarget, Gateway, RateLimitConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ADMIN: &str = "admin-token-0123456789";
+pub const TENANT_7: &str = "tenant-seven-token";
+pub const TENANT_8: &str = "tenant-eight-token";
+
+/// `ADMIN` is `tenant=*`, `TENANT_7` is tenant 7, `TENANT_8` is tenant 8.
+pub fn standard_tokens() -> String {
+    format!("{ADMIN}:tenant=*,{TENANT_7}:tenant=7,{TENANT_8}:tenant=8")
+}
+
+/// The DR runbook's empty module.
+pub const EMPTY_MODULE_B64: &str = "AGFzbQEAAAA=";
+
+pub const ADD_WAT: &str = r#"(module
+  (func (export "add") (param i32 i32) (result i32)
+    local.get 0 local.get 1 i32.add))"#;
+
+pub const SPIN_WAT: &str = r#"(module
+  (func (export "spin") (loop br 0)))"#;
+
+/// A WASI command copying stdin to stdout and writing `warn` to stderr.
+pub const ECHO_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 512) "warn\n")
+  (func $echo
+    (local $n i32)
+    (i32.store (i32.const 32) (i32.const 512))
+    (i32.store (i32.const 36) (i32.const 5))
+    (drop (call $fd_write (i32.const 2) (i32.const 32) (i32.const 1) (i32.const 40)))
+    (block $done
+      (loop $again
+        (i32.store (i32.const 0) (i32.const 1024))
+        (i32.store (i32.const 4) (i32.const 4096))
+        (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (local.set $n (i32.load (i32.const 8)))
+        (br_if $done (i32.eqz (local.get $n)))
+        (i32.store (i32.const 16) (i32.const 1024))
+        (i32.store (i32.const 20) (local.get $n))
+        (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
+        (br $again))))
+  (export "_start" (func $echo))
+  (export "echo" (func $echo)))"#;
+
+pub fn wasm(wat_src: &str) -> Vec<u8> {
+    wat::parse_str(wat_src).expect("test WAT parses")
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// How to start a test server.
+#[derive(Clone)]
+pub struct Options {
+    pub tokens: String,
+    pub rate_limit: Option<(u32, u32)>,
+    pub max_body_bytes: Option<usize>,
+    pub max_concurrent_invocations: Option<usize>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tokens: standard_tokens(),
+            rate_limit: None,
+            max_body_bytes: None,
+            max_concurrent_invocations: None,
+            data_dir: None,
+        }
+    }
+}
+
+impl Options {
+    pub fn dev_mode() -> Self {
+        Self {
+            tokens: String::new(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A running gateway.
+pub struct TestServer {
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub audit_path: PathBuf,
+    pub client: reqwest::Client,
+    _tmp: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let (tmp, data_dir) = match &opts.data_dir {
+            Some(d) => (None, d.clone()),
+            None => {
+                let t = tempfile::tempdir().expect("temp dir");
+                let d = t.path().to_path_buf();
+                (Some(t), d)
+            }
+        };
+        let audit_path = data_dir.join("audit.log");
+        let mut config = ApiConfig::new(&data_dir);
+        config.tokens = TokenList::parse(&opts.tokens).expect("test tokens parse");
+        config.audit = AuditTarget::File(audit_path.clone());
+        config.rate_limit = opts.rate_limit.map(|(rps, burst)| {
+            RateLimitConfig::new(
+                NonZeroU32::new(rps).expect("rps > 0"),
+                NonZeroU32::new(burst),
+            )
+        });
+        if let Some(b) = opts.max_body_bytes {
+            config.max_body_bytes = b;
+        }
+        if let Some(c) = opts.max_concurrent_invocations {
+            config.max_concurrent_invocations = c;
+        }
+        // Small pools: many test servers live in one process.
+        config.engine.pool_total_instances = 32;
+        config.engine.pool_max_memory_bytes = 256 << 20;
+        config.shutdown_grace = Duration::from_secs(5);
+        let gateway = Gateway::open(config).expect("gateway opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            gateway
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("serve");
+        });
+        Self {
+            base: format!("http://{addr}"),
+            data_dir,
+            audit_path,
+            client: reqwest::Client::new(),
+            _tmp: tmp,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits until it has released the data dir.
+    /// Returns the temp dir (if the server owned one) so a restart can reuse it.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        // Idle pooled connections keep the server's graceful shutdown waiting.
+        self.client = reqwest::Client::new();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("server stops in time")
+                .expect("server task");
+        }
+        self._tmp.take()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        auth(self.client.get(self.url(path)), token)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        auth(self.client.post(self.url(path)), token)
+    }
+
+    pub fn delete(&self, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        auth(self.client.delete(self.url(path)), token)
+    }
+
+    /// Deploys through the JSON form; panics unless it answers 201.
+    pub async fn deploy(&self, token: Option<&str>, name: &str, wasm: &[u8]) -> Value {
+        self.deploy_json(token, json!({"name": name, "wasm_b64": b64(wasm)}))
+            .await
+    }
+
+    pub async fn deploy_json(&self, token: Option<&str>, body: Value) -> Value {
+        let resp = self
+            .post("/functions", token)
+            .json(&body)
+            .send()
+            .await
+            .expect("deploy request");
+        let status = resp.status();
+        let v: Value = resp.json().await.expect("deploy reply is JSON");
+        assert_eq!(status, 201, "deploy failed: {v}");
+        v
+    }
+
+    /// Typed invoke; returns (status, body).
+    pub async fn invoke(
+        &self,
+        token: Option<&str>,
+        id: &str,
+        export: &str,
+        args: Value,
+    ) -> (u16, Value) {
+        let resp = self
+            .post(&format!("/functions/{id}/invoke"), token)
+            .json(&json!({"export": export, "args": args}))
+            .send()
+            .await
+            .expect("invoke request");
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.expect("invoke reply is JSON");
+        (status, v)
+    }
+
+    /// Every audit record written so far.
+    pub fn audit_records(&self) -> Vec<Value> {
+        read_audit(&self.audit_path)
+    }
+
+    /// Raw `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics", None)
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn auth(rb: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) => rb.bearer_auth(t),
+        None => rb,
+    }
+}
+
+pub fn read_audit(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// Asserts the JSON error shape and returns the code.
+pub fn error_code(v: &Value) -> &str {
+    let code = v["error"]["code"].as_str().expect("error.code");
+    assert!(v["error"]["message"].is_string(), "error.message in {v}");
+    code
+}
+
+/// Value of the first sample line starting with `prefix` within the first `n` lines.
+pub fn sample_in_head(text: &str, n: usize, prefix: &str) -> Option<f64> {
+    text.lines()
+        .take(n)
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
