@@ -1,0 +1,83 @@
+//! Engine-wide configuration and per-invocation limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Process-wide engine settings, fixed when the [`crate::Executor`] is built.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where compiled modules are cached (`<data>/jit-cache`); `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Slots in the pooling allocator: the most instances alive at once.
+    pub pool_total_instances: u32,
+    /// Hard ceiling on one instance's linear memory; per-invocation caps must fit under it.
+    pub pool_max_memory_bytes: u64,
+    /// Meter fuel in every store (needed for per-invocation fuel limits and `fuel_used`).
+    pub fuel_metering: bool,
+    /// Interval of the epoch ticker that enforces deadlines and yields long guests.
+    pub epoch_tick: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            pool_total_instances: 1000,
+            pool_max_memory_bytes: 1 << 30,
+            fuel_metering: true,
+            epoch_tick: Duration::from_millis(1),
+        }
+    }
+}
+
+/// Limits applied to one invocation (one `Store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline, enforced by epoch interruption.
+    pub timeout: Duration,
+    /// Linear-memory cap across all memories of the instance.
+    pub max_memory_bytes: u64,
+    /// Cap on the elements of any one table.
+    pub max_table_elements: u32,
+    /// Cap on instances created in the store.
+    pub max_instances: u32,
+    /// Fuel budget; `None` means unlimited (still metered when the engine meters fuel).
+    pub fuel: Option<u64>,
+    /// Cap on captured stdout (bytes calls).
+    pub max_output_bytes: usize,
+    /// Cap on captured stderr (bytes calls).
+    pub max_stderr_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            max_memory_bytes: 128 << 20,
+            max_table_elements: 100_000,
+            max_instances: 10,
+            fuel: None,
+            max_output_bytes: 4 << 20,
+            max_stderr_bytes: 64 << 10,
+        }
+    }
+}
+
+/// What one invocation runs as: the tenant (for GPU quotas and logs) and its limits.
+#[derive(Debug, Clone)]
+pub struct InvokeContext {
+    /// Tenant that owns the function.
+    pub tenant: String,
+    /// Limits for this invocation.
+    pub limits: Limits,
+}
+
+impl InvokeContext {
+    /// A context for `tenant` with default limits.
+    pub fn new(tenant: impl Into<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            limits: Limits::default(),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! TensorWasm's execution core.
+//!
+//! One Wasmtime [`wasmtime::Engine`] per process (pooling instance allocator,
+//! copy-on-write memory images, epoch interruption, optional fuel); modules
+//! compiled once and cached on disk by BLAKE3 of their bytes; every
+//! invocation in its own `Store` with a wall-clock deadline, memory/table/
+//! instance caps, an optional fuel budget and bounded output.
+//!
+//! Two calling conventions:
+//! - **typed**: an export name and numeric JSON arguments, checked against
+//!   the export's signature ([`Executor::call_typed`]);
+//! - **bytes**: a WASI preview-1 command, stdin in and stdout out
+//!   ([`Executor::call_bytes`]).
+//!
+//! Invariant: this crate knows nothing about HTTP, tenants' credentials or
+//! storage; every failure is an [`ExecError`] and no guest can make it panic.
+
+mod cache;
+mod config;
+mod engine;
+mod error;
+mod limiter;
+mod output;
+mod typed;
+
+pub use cache::CacheStats;
+pub use config::{EngineConfig, InvokeContext, Limits};
+pub use engine::{
+    BytesOutcome, CommandInput, CompiledFunction, Executor, HostState, LiveInstance, TypedOutcome,
+};
+pub use error::ExecError;
+pub use typed::{ExportSignature, TypedValue, parse_args};

@@ -1,0 +1,169 @@
+//! `tensor-wasm serve`: flags and environment → [`ApiConfig`] → gateway.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tensor_wasm_api::auth::TokenList;
+use tensor_wasm_api::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_INVOCATIONS};
+use tensor_wasm_api::telemetry::{LogFormat, TelemetryConfig};
+use tensor_wasm_api::{ApiConfig, AuditTarget, Gateway, RateLimitConfig};
+
+/// Data directory used when `/var/lib/tensor-wasm` is not writable.
+const FALLBACK_DATA_DIR: &str = "./tensor-wasm-data";
+/// Preferred data directory.
+const SYSTEM_DATA_DIR: &str = "/var/lib/tensor-wasm";
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TENSOR_WASM_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+
+    /// Data directory [default: /var/lib/tensor-wasm when writable, else ./tensor-wasm-data].
+    #[arg(long, env = "TENSOR_WASM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// GPU backend for guests: auto, cuda, cpu or off.
+    #[arg(long, env = "TENSOR_WASM_GPU", default_value = "auto",
+          value_parser = ["auto", "cuda", "cpu", "off"])]
+    pub gpu: String,
+
+    /// Log filter directives (tracing EnvFilter syntax), e.g. `info,tensor_wasm_api=debug`.
+    #[arg(long, env = "TENSOR_WASM_LOG")]
+    log: Option<String>,
+
+    /// Log line format: text or json.
+    #[arg(long, env = "TENSOR_WASM_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+
+    /// Audit sink: `stdout` or `file:/path`.
+    #[arg(long, env = "TENSOR_WASM_API_AUDIT_LOG", default_value = "stdout")]
+    audit_log: AuditTarget,
+
+    /// Sustained requests per second per token (unset: no rate limit).
+    #[arg(long, env = "TENSOR_WASM_API_RATE_LIMIT_RPS")]
+    rate_limit_rps: Option<NonZeroU32>,
+
+    /// Burst allowance per token [default: the RPS value].
+    #[arg(long, env = "TENSOR_WASM_API_RATE_LIMIT_BURST")]
+    rate_limit_burst: Option<NonZeroU32>,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "TENSOR_WASM_API_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+
+    /// Invocations allowed to run at once; more are answered 503 + Retry-After.
+    #[arg(long, env = "TENSOR_WASM_API_MAX_CONCURRENT_INVOCATIONS",
+          default_value_t = DEFAULT_MAX_CONCURRENT_INVOCATIONS)]
+    max_concurrent_invocations: usize,
+
+    /// OTLP/HTTP collector base URL; spans are exported when set.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "TENSOR_WASM_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    shutdown_grace_secs: u64,
+}
+
+pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let _telemetry = tensor_wasm_api::telemetry::init(&TelemetryConfig {
+        filter: args.log.clone(),
+        format: args.log_format,
+        otlp_endpoint: args.otlp_endpoint.clone(),
+    })?;
+    let otlp_tracing = _telemetry.otlp_enabled();
+
+    // Tokens come from the environment only: a flag would show them in `ps`.
+    let tokens = TokenList::parse(&std::env::var("TENSOR_WASM_API_TOKENS").unwrap_or_default())?;
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => default_data_dir(),
+    };
+
+    let mut config = ApiConfig::new(&data_dir);
+    config.tokens = tokens;
+    config.audit = args.audit_log;
+    config.rate_limit = args
+        .rate_limit_rps
+        .map(|rps| RateLimitConfig::new(rps, args.rate_limit_burst));
+    config.max_body_bytes = args.max_body_bytes;
+    config.max_concurrent_invocations = args.max_concurrent_invocations;
+    config.otlp_tracing = otlp_tracing;
+    config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
+    // GPU: `args.gpu` (auto|cuda|cpu|off) selects the runtime handed over in `config.gpu`.
+    config.gpu = gpu_runtime(&args.gpu, &data_dir)?;
+    tracing::debug!(?config, listen = %args.listen, "configuration");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tensor-wasm")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let gateway = Gateway::open(config)
+            .with_context(|| format!("opening data directory {}", data_dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (set --listen / TENSOR_WASM_LISTEN)",
+                    args.listen
+                )
+            })?;
+        tracing::info!(
+            listen = %args.listen,
+            data_dir = %data_dir.display(),
+            version = tensor_wasm_api::VERSION,
+            "tensor-wasm serving"
+        );
+        gateway
+            .serve(listener, tensor_wasm_api::shutdown_signal())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `/var/lib/tensor-wasm` when it can be created and written, else `./tensor-wasm-data`.
+fn default_data_dir() -> PathBuf {
+    let system = Path::new(SYSTEM_DATA_DIR);
+    if is_writable_dir(system) {
+        system.to_path_buf()
+    } else {
+        PathBuf::from(FALLBACK_DATA_DIR)
+    }
+}
+
+fn is_writable_dir(dir: &Path) -> bool {
+    if std::fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+fn gpu_runtime(
+    choice: &str,
+    data_dir: &Path,
+) -> anyhow::Result<Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>> {
+    if choice == "off" {
+        return Ok(None);
+    }
+    let backend: tensor_wasm_gpu::BackendChoice = choice
+        .parse()
+        .with_context(|| format!("--gpu / TENSOR_WASM_GPU: `{choice}`"))?;
+    let runtime = tensor_wasm_gpu::GpuRuntime::new(tensor_wasm_gpu::GpuConfig {
+        backend,
+        cache_dir: Some(data_dir.join("jit-cache")),
+        quotas: Default::default(),
+    })
+    .context("opening the GPU backend (use --gpu cpu or --gpu off to run without CUDA)")?;
+    Ok(Some(runtime))
+}
