@@ -381,3 +381,17 @@ fn backup_from_another_process_while_the_server_process_writes() {
     let k = assert_prefix_snapshot(&copy, 30, written);
     assert_eq!(manifest.function_count, k);
 }
+
+#[test]
+fn restore_after_an_interrupted_restore_replaces_its_leftovers() {
+    let (dir, ids) = populated_data_dir();
+    let out = tempfile::tempdir().expect("tempdir");
+    let to = out.path().join("backup");
+    backup_data_dir(dir.path(), &to).expect("backup");
+    let data = out.path().join("data");
+    fs::create_dir_all(data.join(".restore-partial/snapshots")).expect("mkdir");
+    fs::write(data.join(".restore-partial/functions.redb"), b"half").expect("write");
+    restore_data_dir(&to, &data).expect("restore");
+    let store = RedbStore::open_in_data_dir(&data).expect("open");
+    assert_eq!(assert_consistent(&store), ids);
+}
