@@ -16,6 +16,9 @@ pub struct EngineConfig {
     pub fuel_metering: bool,
     /// Interval of the epoch ticker that enforces deadlines and yields long guests.
     pub epoch_tick: Duration,
+    /// GPU runtime whose host interface (`tw_gpu_v1`) guests may import;
+    /// `None` leaves those imports undefined, so such modules fail to deploy.
+    pub gpu: Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>,
 }
 
 impl Default for EngineConfig {
@@ -26,6 +29,7 @@ impl Default for EngineConfig {
             pool_max_memory_bytes: 1 << 30,
             fuel_metering: true,
             epoch_tick: Duration::from_millis(1),
+            gpu: None,
         }
     }
 }

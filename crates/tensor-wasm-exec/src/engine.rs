@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
+use tensor_wasm_gpu::{GpuRuntime, GpuSession};
 use wasmtime::{
     Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, Store, Trap, UpdateDeadline, Val,
@@ -38,6 +39,9 @@ use crate::{EngineConfig, ExecError, InvokeContext};
 pub struct HostState {
     wasi: Option<WasiP1Ctx>,
     limiter: GuestLimiter,
+    tenant: String,
+    gpu_runtime: Option<Arc<GpuRuntime>>,
+    gpu: Option<GpuSession>,
 }
 
 impl HostState {
@@ -46,6 +50,28 @@ impl HostState {
         // actually calls into WASI; building one eagerly costs a few µs.
         self.wasi
             .get_or_insert_with(|| WasiCtxBuilder::new().build_p1())
+    }
+
+    /// The store's GPU session, opened on the guest's first GPU call and
+    /// closed (every buffer freed, quota released) when the store drops.
+    fn gpu(&mut self) -> &mut GpuSession {
+        let Self {
+            gpu,
+            gpu_runtime,
+            tenant,
+            ..
+        } = self;
+        gpu.get_or_insert_with(|| {
+            let runtime = gpu_runtime
+                .clone()
+                .expect("GPU imports are only linked when the executor has a GPU runtime");
+            GpuSession::new(runtime, tenant)
+        })
+    }
+
+    /// The GPU session, if the guest used the GPU.
+    pub fn gpu_session(&self) -> Option<&GpuSession> {
+        self.gpu.as_ref()
     }
 }
 
@@ -204,6 +230,10 @@ impl Executor {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, HostState::wasi)
             .map_err(|e| ExecError::Internal(format!("linking WASI: {e}")))?;
+        if config.gpu.is_some() {
+            tensor_wasm_gpu::add_to_linker(&mut linker, HostState::gpu)
+                .map_err(|e| ExecError::Internal(format!("linking the GPU interface: {e}")))?;
+        }
 
         spawn_epoch_ticker(&engine, config.epoch_tick);
         let cache = ModuleCache::new(&engine, config.cache_dir.clone());
@@ -407,6 +437,9 @@ impl Executor {
         let state = HostState {
             wasi,
             limiter: GuestLimiter::new(&limits),
+            tenant: ctx.tenant.clone(),
+            gpu_runtime: self.inner.config.gpu.clone(),
+            gpu: None,
         };
         // One store per invocation: the isolation boundary (see `HostState`).
         let mut store = Store::new(&self.inner.engine, state);

@@ -34,3 +34,27 @@ fn is_writable_dir(dir: &std::path::Path) -> bool {
         Err(_) => false,
     }
 }
+
+/// Opens the GPU runtime for `--gpu auto|cuda|cpu`: `auto` uses CUDA when a
+/// device opens and falls back to the CPU backend (logged once); `cuda`
+/// refuses to start without a device.
+pub fn gpu_runtime(
+    choice: &str,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>> {
+    use anyhow::Context;
+    let backend: tensor_wasm_gpu::BackendChoice =
+        choice.parse().map_err(|e| anyhow::anyhow!("--gpu: {e}"))?;
+    let runtime = tensor_wasm_gpu::GpuRuntime::new(tensor_wasm_gpu::GpuConfig {
+        backend,
+        cache_dir,
+        ..Default::default()
+    })
+    .with_context(|| format!("opening the GPU backend (--gpu {backend})"))?;
+    tracing::info!(
+        backend = runtime.backend_name(),
+        device = %runtime.device_name(),
+        "GPU backend ready"
+    );
+    Ok(Some(runtime))
+}

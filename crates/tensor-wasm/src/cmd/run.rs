@@ -52,9 +52,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = EngineConfig {
         pool_total_instances: 16,
         pool_max_memory_bytes: args.max_memory.max(1 << 30),
+        gpu: super::gpu_runtime(&args.gpu, None)?,
         ..EngineConfig::default()
     };
-    let _gpu_choice = &args.gpu; // wired to the GPU runtime once it lands
     let exec = Executor::new(config)?;
     let function = exec.compile(&bytes)?;
     let ctx = InvokeContext {
@@ -79,7 +79,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => {
             let mut stdin = Vec::new();
             if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                std::io::stdin().read_to_end(&mut stdin).context("reading stdin")?;
+                std::io::stdin()
+                    .read_to_end(&mut stdin)
+                    .context("reading stdin")?;
             }
             let input = CommandInput {
                 export: None,
