@@ -60,9 +60,10 @@ pub enum SnapshotError {
     },
     /// Written by a newer format version than this reader understands.
     #[error(
-        "snapshot format version {file_version} is newer than this reader, which reads \
-         versions {oldest_readable} to {reader_version}; upgrade tensor-wasm to a release \
-         that reads format {file_version} (see SNAPSHOT-COMPATIBILITY.md)"
+        "snapshot written by a newer format version: the file is format version \
+         {file_version}, this reader reads versions {oldest_readable} to {reader_version}; \
+         use a tensor-wasm release that reads format {file_version}, or delete and re-capture \
+         the snapshot (see SNAPSHOT-COMPATIBILITY.md)"
     )]
     NewerVersion {
         /// Format version of the file.
@@ -128,6 +129,9 @@ pub enum SnapshotError {
     /// No snapshot with that id.
     #[error("snapshot {0} not found")]
     NotFound(String),
+    /// Running the guest (instantiate, init, call) failed.
+    #[error(transparent)]
+    Exec(#[from] tensor_wasm_exec::ExecError),
     /// Filesystem error, with the path involved.
     #[error("{path}: {source}")]
     Io {
@@ -159,6 +163,7 @@ impl SnapshotError {
             Self::Restore(_) => "snapshot_restore_failed",
             Self::SigningKey { .. } => "snapshot_signing_key",
             Self::NotFound(_) => "snapshot_not_found",
+            Self::Exec(e) => e.code(),
             Self::Io { .. } => "io",
         }
     }

@@ -74,7 +74,8 @@ pub struct StateLayout {
 /// An original module plus its instrumented rewrite.
 #[derive(Debug, Clone)]
 pub struct InstrumentedModule {
-    /// BLAKE3 of the original bytes (as given: Wasm or WAT text).
+    /// BLAKE3 of the original Wasm binary (WAT text is converted first), the
+    /// same hash the executor reports as `CompiledFunction::blake3_hex`.
     pub original: ModuleHash,
     /// The instrumented Wasm binary: compile and instantiate this one.
     pub wasm: Vec<u8>,
@@ -89,7 +90,6 @@ pub struct InstrumentedModule {
 /// (`table.set/grow/fill/copy/init`, `elem.drop`), components, and modules
 /// that already export names under [`RESERVED_EXPORT_PREFIX`].
 pub fn instrument(module: &[u8]) -> Result<InstrumentedModule, SnapshotError> {
-    let original = ModuleHash::of(module);
     let binary = if module.starts_with(b"\0asm") {
         std::borrow::Cow::Borrowed(module)
     } else {
@@ -100,6 +100,7 @@ pub fn instrument(module: &[u8]) -> Result<InstrumentedModule, SnapshotError> {
         )
     };
     let wasm = binary.as_ref();
+    let original = ModuleHash::of(wasm);
     wasmparser::Validator::new()
         .validate_all(wasm)
         .map_err(|e| SnapshotError::InvalidModule(e.to_string()))?;

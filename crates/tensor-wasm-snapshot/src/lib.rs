@@ -59,12 +59,14 @@ pub mod dir;
 pub mod error;
 pub mod format;
 pub mod instrument;
+pub mod live;
 pub mod state;
 
 pub use dir::SnapshotDir;
 pub use error::SnapshotError;
 pub use format::{FORMAT_VERSION, OLDEST_READABLE_VERSION, SnapshotHeader, VerifyPolicy};
 pub use instrument::{InstrumentedModule, StateLayout, instrument};
+pub use live::{RestoreOptions, SnapshotModule, restore, restore_and_call, warm_and_capture};
 pub use state::{
     EngineFingerprint, GlobalImage, GlobalValue, InstanceState, MemoryImage, MemorySegment,
     ModuleHash, Snapshot, SnapshotMeta,

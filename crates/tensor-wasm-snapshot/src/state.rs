@@ -6,13 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// BLAKE3 of the module bytes a snapshot was taken from (the bytes as
-/// uploaded, before instrumentation).
+/// BLAKE3 of the Wasm binary a snapshot was taken from (before
+/// instrumentation; WAT is converted to binary first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ModuleHash(pub [u8; 32]);
 
 impl ModuleHash {
-    /// Hash of `bytes` (Wasm binary or WAT text, exactly as given).
+    /// Hash of a Wasm binary.
     pub fn of(bytes: &[u8]) -> Self {
         Self(*blake3::hash(bytes).as_bytes())
     }
