@@ -330,11 +330,62 @@ pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Encodes a registry in the text exposition format.
+/// Encodes a registry in the OpenMetrics text format (ends with `# EOF`).
 pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::with_capacity(8 * 1024);
     prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)
+}
+
+/// Rewrites OpenMetrics text into the classic Prometheus text format 0.0.4:
+/// a counter's `# HELP`/`# TYPE` lines name the `_total` series (OpenMetrics
+/// names the family without the suffix), and the `# EOF` marker goes.
+pub fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut pending_help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            if let Some(help) = pending_help.replace(line) {
+                out.push_str(help);
+                out.push('\n');
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+            && !name.ends_with("_total")
+        {
+            if let Some(help) = pending_help.take() {
+                let text = help
+                    .strip_prefix("# HELP ")
+                    .and_then(|h| h.strip_prefix(name))
+                    .unwrap_or("");
+                out.push_str("# HELP ");
+                out.push_str(name);
+                out.push_str("_total");
+                out.push_str(text);
+                out.push('\n');
+            }
+            out.push_str("# TYPE ");
+            out.push_str(name);
+            out.push_str("_total counter\n");
+            continue;
+        }
+        if let Some(help) = pending_help.take() {
+            out.push_str(help);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Some(help) = pending_help {
+        out.push_str(help);
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -366,6 +417,21 @@ mod tests {
         );
         assert!(text.contains("tensor_wasm_build_info{version=\""));
         assert!(text.contains("tensor_wasm_dev_mode 0"));
+    }
+
+    #[test]
+    fn classic_text_names_counters_by_their_total_series() {
+        let mut registry = Registry::default();
+        let m = GatewayMetrics::register(&mut registry, "cpu", true);
+        m.panics.inc();
+        let text = openmetrics_to_prometheus_text(&encode(&registry).unwrap());
+        assert!(text.starts_with("# HELP tensor_wasm_http_requests_total HTTP requests"));
+        assert!(text.contains("# TYPE tensor_wasm_http_requests_total counter\n"));
+        assert!(
+            text.contains("# TYPE tensor_wasm_panics_total counter\ntensor_wasm_panics_total 1\n")
+        );
+        assert!(text.contains("# TYPE tensor_wasm_dev_mode gauge\ntensor_wasm_dev_mode 1\n"));
+        assert!(!text.contains("# EOF"));
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl Gateway {
 
         let engine_config = EngineConfig {
             cache_dir: Some(config.data_dir.join("jit-cache")),
+            gpu: config.gpu.clone(),
             ..config.engine.clone()
         };
         let max_memory_bytes = engine_config.pool_max_memory_bytes;

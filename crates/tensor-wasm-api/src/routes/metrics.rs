@@ -26,10 +26,13 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
-    let content_type = if wants_openmetrics {
-        OPENMETRICS
+    let (content_type, body) = if wants_openmetrics {
+        (OPENMETRICS, body)
     } else {
-        PROMETHEUS_TEXT
+        (
+            PROMETHEUS_TEXT,
+            crate::metrics::openmetrics_to_prometheus_text(&body),
+        )
     };
     let mut resp = body.into_response();
     resp.headers_mut()

@@ -170,6 +170,9 @@ async fn healthz_readyz_and_openapi_need_no_token() {
     );
     let text = r.text().await.unwrap();
     assert!(text.trim_end().ends_with("# EOF"));
+    let plain = s.metrics().await;
+    assert!(plain.starts_with("# HELP tensor_wasm_http_requests_total "));
+    assert!(!plain.contains("# EOF"));
     assert!(text.contains("tensor_wasm_build_info{version="));
     assert!(text.contains("tensor_wasm_compile_cache_hits_total"));
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,11 +11,6 @@ use tensor_wasm_api::auth::TokenList;
 use tensor_wasm_api::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_INVOCATIONS};
 use tensor_wasm_api::telemetry::{LogFormat, TelemetryConfig};
 use tensor_wasm_api::{ApiConfig, AuditTarget, Gateway, RateLimitConfig};
-
-/// Data directory used when `/var/lib/tensor-wasm` is not writable.
-const FALLBACK_DATA_DIR: &str = "./tensor-wasm-data";
-/// Preferred data directory.
-const SYSTEM_DATA_DIR: &str = "/var/lib/tensor-wasm";
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -80,10 +75,7 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     // Tokens come from the environment only: a flag would show them in `ps`.
     let tokens = TokenList::parse(&std::env::var("TENSOR_WASM_API_TOKENS").unwrap_or_default())?;
-    let data_dir = match args.data_dir {
-        Some(d) => d,
-        None => default_data_dir(),
-    };
+    let data_dir = super::resolve_data_dir(args.data_dir);
 
     let mut config = ApiConfig::new(&data_dir);
     config.tokens = tokens;
@@ -96,7 +88,10 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.otlp_tracing = otlp_tracing;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
     // GPU: `args.gpu` (auto|cuda|cpu|off) selects the runtime handed over in `config.gpu`.
-    config.gpu = gpu_runtime(&args.gpu, &data_dir)?;
+    config.gpu = match args.gpu.as_str() {
+        "off" => None,
+        choice => super::gpu_runtime(choice, Some(data_dir.join("jit-cache")))?,
+    };
     tracing::debug!(?config, listen = %args.listen, "configuration");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -127,43 +122,4 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `/var/lib/tensor-wasm` when it can be created and written, else `./tensor-wasm-data`.
-fn default_data_dir() -> PathBuf {
-    let system = Path::new(SYSTEM_DATA_DIR);
-    if is_writable_dir(system) {
-        system.to_path_buf()
-    } else {
-        PathBuf::from(FALLBACK_DATA_DIR)
-    }
-}
-
-fn is_writable_dir(dir: &Path) -> bool {
-    if std::fs::create_dir_all(dir).is_err() {
-        return false;
-    }
-    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
-    let ok = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    ok
-}
-
-fn gpu_runtime(
-    choice: &str,
-    data_dir: &Path,
-) -> anyhow::Result<Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>> {
-    if choice == "off" {
-        return Ok(None);
-    }
-    let backend: tensor_wasm_gpu::BackendChoice = choice
-        .parse()
-        .with_context(|| format!("--gpu / TENSOR_WASM_GPU: `{choice}`"))?;
-    let runtime = tensor_wasm_gpu::GpuRuntime::new(tensor_wasm_gpu::GpuConfig {
-        backend,
-        cache_dir: Some(data_dir.join("jit-cache")),
-        quotas: Default::default(),
-    })
-    .context("opening the GPU backend (use --gpu cpu or --gpu off to run without CUDA)")?;
-    Ok(Some(runtime))
 }
