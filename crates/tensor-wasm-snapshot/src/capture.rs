@@ -200,9 +200,11 @@ pub fn diff(live: &[u8], base: &[u8]) -> Vec<MemorySegment> {
         let same = match base.get(offset..end) {
             Some(b) => b == chunk,
             None => {
-                let overlap = base.len().saturating_sub(offset);
-                let (head, tail) = chunk.split_at(overlap.min(chunk.len()));
-                base.get(offset..offset + head.len()) == Some(head) && tail.iter().all(|&b| b == 0)
+                // Past the baseline's end (the memory grew): compare with zero.
+                let overlap = base.len().saturating_sub(offset).min(chunk.len());
+                let (head, tail) = chunk.split_at(overlap);
+                let head_same = overlap == 0 || base.get(offset..offset + overlap) == Some(head);
+                head_same && tail.iter().all(|&b| b == 0)
             }
         };
         match (same, run) {

@@ -69,6 +69,10 @@ pub struct StateLayout {
     /// The module has a start function: a fresh instance is not the static
     /// image, so snapshots store whole memories.
     pub has_start: bool,
+    /// How many memories are imported (indices below this are imports).
+    pub memory_imports: u32,
+    /// How many globals are imported (indices below this are imports).
+    pub global_imports: u32,
 }
 
 /// An original module plus its instrumented rewrite.
@@ -112,6 +116,8 @@ pub fn instrument(module: &[u8]) -> Result<InstrumentedModule, SnapshotError> {
 
     let mut layout = StateLayout {
         has_start: scan.has_start,
+        memory_imports: scan.memory_imports,
+        global_imports: scan.global_imports,
         ..StateLayout::default()
     };
     let mut added: Vec<(String, u8, u32)> = Vec::new();
@@ -201,6 +207,8 @@ const EXPORT_RANK: u8 = 7;
 struct Scan {
     sections: Vec<(u8, Range<usize>)>,
     memory_count: u32,
+    memory_imports: u32,
+    global_imports: u32,
     mutable_globals: Vec<(u32, GlobalKind)>,
     has_start: bool,
     unsupported: Option<String>,
@@ -236,10 +244,12 @@ fn scan(wasm: &[u8]) -> wasmparser::Result<Scan> {
                                 refuse(&mut s, "shared memories are not supported".into());
                             }
                             s.memory_count += 1;
+                            s.memory_imports += 1;
                         }
                         TypeRef::Global(g) => {
                             note_global(&mut s, global_index, g, &mut refuse);
                             global_index += 1;
+                            s.global_imports += 1;
                         }
                         TypeRef::Func(_) | TypeRef::FuncExact(_) => imported_functions += 1,
                         TypeRef::Table(_) | TypeRef::Tag(_) => {}
@@ -334,7 +344,7 @@ fn note_global(
     s.mutable_globals.push((index, kind));
 }
 
-fn read_leb_u32(bytes: &[u8]) -> Option<(u32, usize)> {
+pub(crate) fn read_leb_u32(bytes: &[u8]) -> Option<(u32, usize)> {
     let mut result = 0u32;
     for (i, &b) in bytes.iter().enumerate().take(5) {
         result |= u32::from(b & 0x7f) << (7 * i);

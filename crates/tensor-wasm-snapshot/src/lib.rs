@@ -16,6 +16,8 @@
 //!   metadata, zstd-compressed postcard body, optional ed25519 signature,
 //!   BLAKE3 checksum over the whole file.
 //! - [`dir`]: atomic writes and the `<data>/snapshots/` directory.
+//! - [`warm`]: bakes a snapshot into its module so instances start from a
+//!   copy-on-write image of the captured memory (the fast restore path).
 //! - [`live`]: the same operations over `tensor-wasm-exec`'s executor.
 //!
 //! # Why instrumentation rather than refusing
@@ -61,12 +63,17 @@ pub mod format;
 pub mod instrument;
 pub mod live;
 pub mod state;
+pub mod warm;
 
 pub use dir::SnapshotDir;
+/// The ed25519 key types snapshots are signed and verified with.
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::SnapshotError;
 pub use format::{FORMAT_VERSION, OLDEST_READABLE_VERSION, SnapshotHeader, VerifyPolicy};
 pub use instrument::{InstrumentedModule, StateLayout, instrument};
-pub use live::{RestoreOptions, SnapshotModule, restore, restore_and_call, warm_and_capture};
+pub use live::{
+    RestoreOptions, SnapshotModule, WarmStart, restore, restore_and_call, warm_and_capture,
+};
 pub use state::{
     EngineFingerprint, GlobalImage, GlobalValue, InstanceState, MemoryImage, MemorySegment,
     ModuleHash, Snapshot, SnapshotMeta,

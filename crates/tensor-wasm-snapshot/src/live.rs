@@ -151,3 +151,89 @@ pub async fn restore_and_call(
     let mut live = restore(executor, module, snapshot, ctx, RestoreOptions::default()).await?;
     Ok(live.call_typed(export, args).await?)
 }
+
+/// A snapshot made ready to start instances from, as cheaply as possible.
+///
+/// Preferably the snapshot is baked into its module ([`crate::warm::bake`]):
+/// instances then start with the captured state through Wasmtime's
+/// copy-on-write memory image, at the cost of a cold instantiation. Modules
+/// that cannot be baked restore by writing the state into each fresh
+/// instance instead.
+#[derive(Clone, Debug)]
+pub enum WarmStart {
+    /// The snapshot baked into a compiled module.
+    Baked {
+        /// The compiled baked module.
+        compiled: CompiledFunction,
+        /// The snapshot's module identity.
+        module: ModuleHash,
+    },
+    /// State written into every fresh instance.
+    Applied {
+        /// The instrumented module.
+        module: SnapshotModule,
+        /// The state to write.
+        snapshot: Arc<Snapshot>,
+    },
+}
+
+impl WarmStart {
+    /// Checks `snapshot` belongs to `module` and prepares it (baking and
+    /// compiling may take a while for large modules: call it off the
+    /// request path, e.g. in `spawn_blocking`).
+    pub fn prepare(
+        executor: &Executor,
+        module: &SnapshotModule,
+        snapshot: Arc<Snapshot>,
+    ) -> Result<Self, SnapshotError> {
+        snapshot.ensure_module(module.original())?;
+        match crate::warm::bake(&module.instrumented, &snapshot.state)? {
+            Some(wasm) => Ok(Self::Baked {
+                compiled: executor.compile(&wasm)?,
+                module: module.original(),
+            }),
+            None => Ok(Self::Applied {
+                module: module.clone(),
+                snapshot,
+            }),
+        }
+    }
+
+    /// Whether instances start from a copy-on-write image of the snapshot.
+    pub fn is_baked(&self) -> bool {
+        matches!(self, Self::Baked { .. })
+    }
+
+    /// A fresh instance in the captured state.
+    pub async fn instantiate(
+        &self,
+        executor: &Executor,
+        ctx: &InvokeContext,
+    ) -> Result<LiveInstance, SnapshotError> {
+        match self {
+            Self::Baked { compiled, .. } => Ok(executor.instantiate(compiled, ctx).await?),
+            Self::Applied { module, snapshot } => {
+                restore(executor, module, snapshot, ctx, RestoreOptions::default()).await
+            }
+        }
+    }
+
+    /// A fresh instance in the captured state, then one typed call.
+    pub async fn call_typed(
+        &self,
+        executor: &Executor,
+        export: &str,
+        args: &[serde_json::Value],
+        ctx: &InvokeContext,
+    ) -> Result<TypedOutcome, SnapshotError> {
+        match self {
+            Self::Baked { compiled, .. } => {
+                Ok(executor.call_typed(compiled, export, args, ctx).await?)
+            }
+            Self::Applied { .. } => {
+                let mut live = self.instantiate(executor, ctx).await?;
+                Ok(live.call_typed(export, args).await?)
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ use support::LOOKUP_WAT;
 use tensor_wasm_exec::{EngineConfig, Executor, InvokeContext, TypedValue};
 use tensor_wasm_snapshot::format::{decode, encode};
 use tensor_wasm_snapshot::{
-    RestoreOptions, SnapshotError, SnapshotMeta, SnapshotModule, VerifyPolicy, restore,
+    RestoreOptions, SnapshotError, SnapshotMeta, SnapshotModule, VerifyPolicy, WarmStart, restore,
     restore_and_call, warm_and_capture,
 };
 
@@ -52,15 +52,18 @@ async fn first_call_from_a_snapshot_answers_like_the_warmed_instance() {
     let file = encode(&snapshot, None, None).expect("encodes");
     let decoded = decode(&file, &VerifyPolicy::default(), None).expect("decodes");
 
+    let decoded = std::sync::Arc::new(decoded);
+    let warm = WarmStart::prepare(&exec, &module, decoded.clone()).expect("prepares");
+    assert!(warm.is_baked());
     // The reference answers, from an instance warmed the slow way.
-    let mut warm = exec
+    let mut reference = exec
         .instantiate(module.compiled(), &ctx)
         .await
         .expect("instantiates");
-    warm.call_typed("init", &[]).await.expect("init");
+    reference.call_typed("init", &[]).await.expect("init");
     for key in [0, 7, 4242, 4_194_303] {
         let expected = i32_result(
-            &warm
+            &reference
                 .call_typed("lookup", &[json!(key)])
                 .await
                 .expect("calls")
@@ -70,6 +73,11 @@ async fn first_call_from_a_snapshot_answers_like_the_warmed_instance() {
             .await
             .expect("restores and calls");
         assert_eq!(i32_result(&got.results), expected, "key {key}");
+        let baked = warm
+            .call_typed(&exec, "lookup", &[json!(key)], &ctx)
+            .await
+            .expect("calls");
+        assert_eq!(i32_result(&baked.results), expected, "baked, key {key}");
     }
 }
 

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use support::{Harness, LOOKUP_WAT, STATEFUL_WAT, call, full_state};
 use tensor_wasm_snapshot::VerifyPolicy;
 use tensor_wasm_snapshot::format::{decode, encode};
+use tensor_wasm_snapshot::warm::bake;
 
 const PAGE: usize = 65536;
 
@@ -107,6 +108,13 @@ proptest! {
         let a: i32 = call(&mut store, &live, "hash1", 2 * PAGE as i32);
         let b: i32 = call(&mut rstore, &restored, "hash1", 2 * PAGE as i32);
         prop_assert_eq!(a, b);
+
+        // The baked module starts in exactly the same state.
+        let baked = bake(&h.instrumented, &decoded.state).expect("bakes").expect("applies");
+        let module = wasmtime::Module::new(&h.engine, &baked).expect("baked module compiles");
+        let mut bstore = wasmtime::Store::new(&h.engine, ());
+        let binst = wasmtime::Instance::new(&mut bstore, &module, &[]).expect("instantiates");
+        prop_assert_eq!(full_state(&h, &mut store, &live), full_state(&h, &mut bstore, &binst));
     }
 }
 
@@ -124,6 +132,11 @@ fn only_pages_that_differ_from_a_fresh_instance_are_stored() {
     let one_byte = h.capture(&mut store, &live);
     assert_eq!(one_byte.state.stored_bytes(), 4096, "one dirty chunk");
     assert_eq!(one_byte.state.memories[1].segments[0].offset, 65536 + 4096);
+    // Pages added by growth are compared with zero, not stored wholesale.
+    let _: i32 = call(&mut store, &live, "grow1", 4);
+    let () = call(&mut store, &live, "store1", (3 * 65536 + 10, 1));
+    let grown = h.capture(&mut store, &live);
+    assert_eq!(grown.state.stored_bytes(), 2 * 4096);
 }
 
 #[test]
@@ -162,6 +175,12 @@ fn module_with_start_function_is_captured_as_a_full_image() {
     let () = call(&mut store, &live, "bump", ());
     let snapshot = h.capture(&mut store, &live);
     assert!(snapshot.state.full_image);
+    assert!(
+        bake(&h.instrumented, &snapshot.state)
+            .expect("checks")
+            .is_none(),
+        "start functions are never baked"
+    );
     let file = encode(&snapshot, None, None).expect("encodes");
     let decoded = decode(&file, &VerifyPolicy::default(), None).expect("decodes");
     assert!(decoded.state.full_image);
