@@ -45,7 +45,8 @@ fn report(name: &str, s: &Stats) {
 
 fn bare_wasmtime(config: &wasmtime::Config) -> Stats {
     let engine = wasmtime::Engine::new(config).expect("engine");
-    let module = wasmtime::Module::new(&engine, ADD).expect("module");
+    let wasm = wat::parse_str(ADD).expect("wat");
+    let module = wasmtime::Module::new(&engine, &wasm).expect("module");
     let linker = wasmtime::Linker::<()>::new(&engine);
     let pre = linker.instantiate_pre(&module).expect("pre");
     let mut samples = Vec::with_capacity(ITERS);
@@ -65,6 +66,35 @@ fn bare_wasmtime(config: &wasmtime::Config) -> Stats {
         }
     }
     stats(samples)
+}
+
+fn bare_wasmtime_async(rt: &tokio::runtime::Runtime) -> Stats {
+    let mut config = wasmtime::Config::new();
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::pooling());
+    let engine = wasmtime::Engine::new(&config).expect("engine");
+    let wasm = wat::parse_str(ADD).expect("wat");
+    let module = wasmtime::Module::new(&engine, &wasm).expect("module");
+    let linker = wasmtime::Linker::<()>::new(&engine);
+    let pre = linker.instantiate_pre(&module).expect("pre");
+    rt.block_on(async {
+        let mut samples = Vec::with_capacity(ITERS);
+        for i in 0..ITERS + 1000 {
+            let t = Instant::now();
+            let mut store = wasmtime::Store::new(&engine, ());
+            let instance = pre.instantiate_async(&mut store).await.expect("instantiate");
+            let add = instance
+                .get_typed_func::<(i32, i32), i32>(&mut store, "add")
+                .expect("add");
+            let r = add.call_async(&mut store, (2, 3)).await.expect("call");
+            drop(store);
+            let dt = t.elapsed();
+            assert_eq!(r, 5);
+            if i >= 1000 {
+                samples.push(dt);
+            }
+        }
+        stats(samples)
+    })
 }
 
 fn ours(rt: &tokio::runtime::Runtime) -> Stats {
@@ -154,16 +184,19 @@ fn main() {
     pooling_sync.allocation_strategy(wasmtime::InstanceAllocationStrategy::pooling());
     let bare_default = bare_wasmtime(&wasmtime::Config::new());
     let bare_pooling = bare_wasmtime(&pooling_sync);
+    let bare_async = bare_wasmtime_async(&rt);
     let ours = ours(&rt);
     println!("instantiate + call add(2,3), {ITERS} iterations each:");
     report("bare wasmtime (default allocator, sync)", &bare_default);
     report("bare wasmtime (pooling allocator, sync)", &bare_pooling);
+    report("bare wasmtime (pooling allocator, async)", &bare_async);
     report("tensor-wasm Executor::call_typed", &ours);
+    let ratio = |a: &Stats, b: &Stats| a.p50.as_secs_f64() / b.p50.as_secs_f64();
     println!(
-        "ratio ours/bare-pooling: p50 {:.2}x, mean {:.2}x;  ours/bare-default: p50 {:.2}x",
-        ours.p50.as_secs_f64() / bare_pooling.p50.as_secs_f64(),
-        ours.mean.as_secs_f64() / bare_pooling.mean.as_secs_f64(),
-        ours.p50.as_secs_f64() / bare_default.p50.as_secs_f64(),
+        "p50 ratio ours / bare pooling sync {:.2}x, / bare pooling async {:.2}x, / bare default {:.2}x",
+        ratio(&ours, &bare_pooling),
+        ratio(&ours, &bare_async),
+        ratio(&ours, &bare_default),
     );
     compile_times();
     let _ = Limits::default();

@@ -25,6 +25,11 @@ pub fn resolve_data_dir(explicit: Option<PathBuf>) -> PathBuf {
 }
 
 fn is_writable_dir(dir: &std::path::Path) -> bool {
+    // A missing directory counts as writable when we may create it (root on a
+    // fresh host, or a systemd `StateDirectory=` that is about to exist).
+    if !dir.exists() && std::fs::create_dir_all(dir).is_err() {
+        return false;
+    }
     let probe = dir.join(format!(".tensor-wasm-probe-{}", std::process::id()));
     match std::fs::File::create(&probe) {
         Ok(_) => {
