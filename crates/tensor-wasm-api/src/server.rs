@@ -81,6 +81,8 @@ impl Gateway {
             gpu.register_metrics(&mut registry);
         }
 
+        let snapshots =
+            crate::routes::snapshots::SnapshotService::register(&mut registry, &config.data_dir);
         let state = AppState {
             inner: Arc::new(Shared {
                 store,
@@ -99,6 +101,7 @@ impl Gateway {
                 gpu: config.gpu.clone(),
                 data_dir: config.data_dir.clone(),
                 otel: config.otlp_tracing,
+                snapshots,
             }),
         };
         load_registry(&state)?;

@@ -122,6 +122,7 @@ pub(crate) struct Shared {
     pub(crate) gpu: Option<Arc<tensor_wasm_gpu::GpuRuntime>>,
     pub(crate) data_dir: PathBuf,
     pub(crate) otel: bool,
+    pub(crate) snapshots: crate::routes::snapshots::SnapshotService,
 }
 
 impl AppState {

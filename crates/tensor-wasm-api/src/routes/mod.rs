@@ -22,6 +22,7 @@ pub mod health;
 pub mod invoke;
 pub mod metrics;
 pub mod openapi;
+pub mod snapshots;
 
 /// The complete router: public routes, guarded routes, fallbacks and layers.
 pub fn router(state: AppState) -> Router {
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(functions::router())
         .merge(invoke::router())
         .merge(admin::router())
+        .merge(snapshots::router())
         .route_layer(from_fn_with_state(state.clone(), crate::limits::guard));
     let panics = PanicResponder {
         panics: state.inner.metrics.panics.clone(),
