@@ -162,7 +162,10 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/functions/{id}/snapshots", post(create).get(list))
         .route("/functions/{id}/snapshots/{snapshot_id}", delete(remove))
-        .route("/functions/{id}/snapshots/{snapshot_id}/invoke", post(invoke))
+        .route(
+            "/functions/{id}/snapshots/{snapshot_id}/invoke",
+            post(invoke),
+        )
 }
 
 /// Why a snapshot request failed: a gateway error, or a snapshot error with
@@ -378,11 +381,23 @@ async fn create(
         Ok((view, _)) => {
             service.count("create", "ok");
             tracing::info!(function_id = %id, snapshot_id = %view.id, "snapshot created");
-            audit(&state, &caller, "snapshot.create", Ok(201), &target(&f, Some(&view.id)));
+            audit(
+                &state,
+                &caller,
+                "snapshot.create",
+                Ok(201),
+                &target(&f, Some(&view.id)),
+            );
         }
         Err(e) => {
             service.count("create", e.code());
-            audit(&state, &caller, "snapshot.create", Err(e), &target(&f, None));
+            audit(
+                &state,
+                &caller,
+                "snapshot.create",
+                Err(e),
+                &target(&f, None),
+            );
         }
     }
     let (view, warm) = result?;
@@ -675,8 +690,9 @@ async fn invoke(
         snapshot_id: &snapshot_id,
         restore: if warm.is_baked() { "baked" } else { "applied" },
     };
-    Ok(axum::Json(serde_json::to_value(&reply).map_err(|e| {
-        SnapshotFailure::Internal(format!("encoding results: {e}"))
-    })?)
+    Ok(axum::Json(
+        serde_json::to_value(&reply)
+            .map_err(|e| SnapshotFailure::Internal(format!("encoding results: {e}")))?,
+    )
     .into_response())
 }

@@ -185,10 +185,7 @@ fn data_dir(arg: &DataDirArg) -> PathBuf {
 
 /// The signing key in force: `--signing-key`, else `<data>/snapshot-signing.key`
 /// when present, else none.
-fn signing_key(
-    signing: &SigningArgs,
-    data: &Path,
-) -> anyhow::Result<Option<SigningKey>> {
+fn signing_key(signing: &SigningArgs, data: &Path) -> anyhow::Result<Option<SigningKey>> {
     let path = match &signing.signing_key {
         Some(p) => p.clone(),
         None => {
@@ -286,11 +283,9 @@ fn save_local(args: SaveArgs) -> anyhow::Result<ExitCode> {
             dir::write_atomic(out, &file)?;
             (id, out.clone())
         }
-        None => SnapshotDir::in_data_dir(&data).save(
-            &mut snapshot,
-            key.as_ref(),
-            Some(&mut report),
-        )?,
+        None => {
+            SnapshotDir::in_data_dir(&data).save(&mut snapshot, key.as_ref(), Some(&mut report))?
+        }
     };
     if let Some(b) = progress {
         b.finish_and_clear();
@@ -486,7 +481,9 @@ fn print_header(path: &Path, h: &SnapshotHeader, status: &str) {
     );
     println!(
         "signed:         {}",
-        h.signer.as_deref().map_or("no".to_string(), |k| format!("yes, key {k}"))
+        h.signer
+            .as_deref()
+            .map_or("no".to_string(), |k| format!("yes, key {k}"))
     );
     println!("file size:      {}", human(h.file_len));
 }
@@ -588,10 +585,7 @@ fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    println!(
-        "wrote signing key {} (public key {public})",
-        path.display()
-    );
+    println!("wrote signing key {} (public key {public})", path.display());
     Ok(ExitCode::SUCCESS)
 }
 
