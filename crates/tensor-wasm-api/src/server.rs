@@ -105,6 +105,7 @@ impl Gateway {
             }),
         };
         load_registry(&state)?;
+        crate::routes::snapshots::preload(&state);
         if dev_mode {
             warn_dev_mode();
         }

@@ -15,8 +15,9 @@
 //! new after a rollback) never changes what a plain invocation does.
 //! Snapshots are prepared once — verified, baked into a copy-on-write module
 //! image and compiled (disk-cached) — and then start instances as cheaply as a
-//! cold instantiation. Preparation runs right after a create, and otherwise
-//! on first use (after a restart: one file read plus a compile-cache hit).
+//! cold instantiation. Preparation runs right after a create, for the newest
+//! snapshot of every function in a background thread at start-up
+//! ([`preload`]), and otherwise on first use.
 //!
 //! Creates and deletes are audited (`snapshot.create`, `snapshot.delete`,
 //! target `snapshot` = the id); every operation is counted in
@@ -90,7 +91,7 @@ impl SnapshotService {
         let total = Family::<SnapshotLabels, Counter>::default();
         registry.register(
             "tensor_wasm_snapshots",
-            "Snapshot operations by action (create, list, delete, restore) and outcome",
+            "Snapshot operations by action (create, list, delete, restore, preload) and outcome",
             total.clone(),
         );
         let key_path = data_dir.join(SIGNING_KEY_FILE);
@@ -346,25 +347,97 @@ async fn module_for(
     state: &AppState,
     f: &Arc<DeployedFunction>,
 ) -> Result<SnapshotModule, SnapshotFailure> {
+    let (state, f) = (state.clone(), f.clone());
+    tokio::task::spawn_blocking(move || module_for_blocking(&state, &f))
+        .await
+        .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))?
+}
+
+fn module_for_blocking(
+    state: &AppState,
+    f: &DeployedFunction,
+) -> Result<SnapshotModule, SnapshotFailure> {
     let service = &state.inner.snapshots;
     let key = format!("{}:{}", f.record.id.0, f.record.blake3);
     if let Some(m) = lock(&service.modules).get(&key) {
         return Ok(m.clone());
     }
-    let store = state.store().clone();
-    let executor = state.executor().clone();
-    let id = f.record.id.clone();
-    let module = tokio::task::spawn_blocking(move || -> Result<_, SnapshotFailure> {
-        let wasm = store
-            .wasm(&id)
-            .map_err(|e| SnapshotFailure::Api(e.into()))?
-            .ok_or(SnapshotFailure::Api(ApiError::FunctionNotFound))?;
-        Ok(SnapshotModule::prepare(&executor, &wasm)?)
-    })
-    .await
-    .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))??;
+    let wasm = state
+        .store()
+        .wasm(&f.record.id)
+        .map_err(|e| SnapshotFailure::Api(e.into()))?
+        .ok_or(SnapshotFailure::Api(ApiError::FunctionNotFound))?;
+    let module = SnapshotModule::prepare(state.executor(), &wasm)?;
     lock(&service.modules).insert(key, module.clone());
     Ok(module)
+}
+
+/// Prepares the newest snapshot of every deployed function in a background
+/// thread, so the first invocation from a snapshot after a restart is as
+/// warm as any other. Failures are logged and counted; they only leave that
+/// snapshot to be prepared (or refused) on first use.
+pub(crate) fn preload(state: &AppState) {
+    let state = state.clone();
+    let spawned = std::thread::Builder::new()
+        .name("tensor-wasm-snapshot-preload".into())
+        .spawn(move || {
+            let service = &state.inner.snapshots;
+            let Ok(listed) = service.dir.list() else {
+                return;
+            };
+            let mut newest: HashMap<String, String> = HashMap::new();
+            for entry in listed {
+                if let Ok(h) = &entry.header
+                    && let Some(fid) = &h.meta.function_id
+                {
+                    // `list` is oldest first: the last one seen wins.
+                    newest.insert(fid.clone(), entry.id);
+                }
+            }
+            // Wasmtime builds a module's copy-on-write memory image on its first
+            // instantiation: do that here, not in the first request.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok();
+            let mut prepared = 0usize;
+            for (function_id, snapshot_id) in newest.into_iter().take(MAX_PREPARED) {
+                let Some(f) = state.functions().get(&function_id) else {
+                    continue;
+                };
+                lock(&service.latest).insert(function_id.clone(), snapshot_id.clone());
+                let result = service.policy().and_then(|policy| {
+                    let module = module_for_blocking(&state, &f)?;
+                    let snapshot = service.dir.load(&snapshot_id, &policy, None)?;
+                    Ok(WarmStart::prepare(
+                        state.executor(),
+                        &module,
+                        Arc::new(snapshot),
+                    )?)
+                });
+                match result {
+                    Ok(warm) => {
+                        if let Some(rt) = &runtime {
+                            let _ = rt.block_on(warm.instantiate(state.executor(), &f.context));
+                        }
+                        service.remember(snapshot_id, Arc::new(warm));
+                        service.count("preload", "ok");
+                        prepared += 1;
+                    }
+                    Err(e) => {
+                        service.count("preload", e.code());
+                        tracing::warn!(%function_id, %snapshot_id, code = e.code(),
+                            "snapshot not preloaded; it will be prepared or refused on first use");
+                    }
+                }
+            }
+            if prepared > 0 {
+                tracing::info!(prepared, "snapshots preloaded");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the snapshot preload thread");
+    }
 }
 
 async fn create(
@@ -404,9 +477,12 @@ async fn create(
     // Prepare the fast path now, off the request, so the first invoke is warm.
     let background = state.clone();
     let snapshot_id = view.id.clone();
+    let context = f.context.clone();
     tokio::spawn(async move {
         let service = &background.inner.snapshots;
         if let Ok(Ok(prepared)) = tokio::task::spawn_blocking(warm).await {
+            // The first instantiation builds the copy-on-write memory image.
+            let _ = prepared.instantiate(background.executor(), &context).await;
             service.remember(snapshot_id, Arc::new(prepared));
         }
     });
