@@ -79,7 +79,10 @@ impl BenchGuest {
         }
     }
 
-    fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(&mut self, name: &str) -> TypedFunc<P, R> {
+    fn func<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+        &mut self,
+        name: &str,
+    ) -> TypedFunc<P, R> {
         self.instance
             .get_typed_func(&mut self.store, name)
             .expect("export")
@@ -92,7 +95,11 @@ impl BenchGuest {
             .expect("create")
     }
 
-    fn call4(&mut self, f: &TypedFunc<(i32, i32, i32, i32), i32>, args: (i32, i32, i32, i32)) -> i32 {
+    fn call4(
+        &mut self,
+        f: &TypedFunc<(i32, i32, i32, i32), i32>,
+        args: (i32, i32, i32, i32),
+    ) -> i32 {
         self.tokio
             .block_on(f.call_async(&mut self.store, args))
             .expect("call")

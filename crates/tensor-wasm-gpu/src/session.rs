@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Work (elements touched, or multiply-adds for matmul) above which a CPU op
-/// runs on tokio's blocking pool instead of the calling executor thread.
+/// runs as a rayon task instead of on the calling executor thread.
 const INLINE_WORK_LIMIT: u64 = 1 << 16;
 
 /// A kernel argument as a guest names it: buffers by session handle.
@@ -444,21 +444,24 @@ impl GpuSession {
         })
     }
 
-    /// Runs a built-in op. On the CPU backend large ops run on tokio's
-    /// blocking pool (when called inside a tokio runtime) so they never stall
-    /// an executor thread; on CUDA the op is only enqueued.
+    /// Runs a built-in op. On the CPU backend large ops run as a task on the
+    /// rayon pool and this future is woken by its completion (a oneshot
+    /// channel), so no executor thread blocks on the work; on CUDA the op is
+    /// only enqueued.
     pub async fn run_op(&mut self, op: Op) -> Result<(), GpuError> {
         let started = Instant::now();
         let resolved = self.resolve(op)?;
         self.rt.acquire_launch(&self.tenant)?;
         let backend = self.rt.backend().clone();
-        let offload = backend.completes_synchronously()
-            && resolved.work() > INLINE_WORK_LIMIT
-            && tokio::runtime::Handle::try_current().is_ok();
+        let offload = backend.completes_synchronously() && resolved.work() > INLINE_WORK_LIMIT;
         let result = if offload {
-            tokio::task::spawn_blocking(move || resolved.run(backend.as_ref()))
+            let (done, finished) = tokio::sync::oneshot::channel();
+            rayon::spawn(move || {
+                let _ = done.send(resolved.run(backend.as_ref()));
+            });
+            finished
                 .await
-                .unwrap_or_else(|e| Err(GpuError::Device(format!("op task failed: {e}"))))
+                .unwrap_or_else(|_| Err(GpuError::Device("op task ended without a result".into())))
         } else {
             resolved.run(backend.as_ref())
         };
