@@ -1,8 +1,263 @@
-//! `tensor-wasm observe` (being built).
+//! `tensor-wasm observe`: one JSON document (`--once`) or a live terminal
+//! dashboard of a running server, from `/healthz`, `/readyz`, `/metrics`
+//! and `GET /functions`.
+//!
+//! The HTTP calls are here; parsing and figures live in [`prom`] and
+//! [`model`], drawing in [`ui`], so all three are unit-tested without a
+//! server or a terminal.
+
+mod model;
+mod prom;
+mod ui;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+
+use model::{Dashboard, FunctionList, Scrape, once_document};
+
+/// Exit status when the server answers but is not healthy.
+const EXIT_UNHEALTHY: u8 = 2;
+/// Exit status when the token is refused.
+const EXIT_AUTH: u8 = 3;
+/// How often the dashboard refreshes.
+const REFRESH: Duration = Duration::from_secs(1);
 
 #[derive(clap::Args)]
-pub struct ObserveArgs {}
+pub struct ObserveArgs {
+    /// Base URL of the server.
+    #[arg(
+        long,
+        env = "TENSOR_WASM_SERVER",
+        default_value = "http://localhost:8080"
+    )]
+    server: String,
+    /// Print one JSON document and exit (0 when healthy).
+    #[arg(long)]
+    once: bool,
+    /// Bearer token for `GET /functions` (prefer the environment variable:
+    /// a flag shows in `ps`).
+    #[arg(long, env = "TENSOR_WASM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Per-request timeout in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+}
 
-pub fn main(_args: ObserveArgs) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("`observe` is not available in this build yet")
+/// Why a scrape failed.
+#[derive(Debug)]
+enum ScrapeError {
+    /// The token was refused; the message says "unauthorized"/"forbidden".
+    Auth(String),
+    /// Nothing answered, or something other than our server did.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for ScrapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScrapeError::Auth(m) | ScrapeError::Unreachable(m) => f.write_str(m),
+        }
+    }
+}
+
+struct Observer {
+    client: Client,
+    server: String,
+    token: Option<String>,
+    origin: Instant,
+}
+
+fn one_line(err: &reqwest::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg.replace('\n', " ")
+}
+
+impl Observer {
+    fn new(args: &ObserveArgs) -> anyhow::Result<Self> {
+        let timeout = Duration::from_millis(args.timeout_ms.max(1));
+        let client = Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("tensor-wasm-observe/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Observer {
+            client,
+            server: args.server.trim_end_matches('/').to_string(),
+            token: args.token.clone().filter(|t| !t.is_empty()),
+            origin: Instant::now(),
+        })
+    }
+
+    fn get(&self, path: &str, auth: bool) -> Result<(StatusCode, String), ScrapeError> {
+        let url = format!("{}{path}", self.server);
+        let mut req = self.client.get(&url);
+        if auth && let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .send()
+            .map_err(|e| ScrapeError::Unreachable(format!("GET {url}: {}", one_line(&e))))?;
+        let status = resp.status();
+        let body = resp
+            .text()
+            .map_err(|e| ScrapeError::Unreachable(format!("GET {url}: {}", one_line(&e))))?;
+        Ok((status, body))
+    }
+
+    fn scrape(&self) -> Result<Scrape, ScrapeError> {
+        let (status, body) = self.get("/healthz", false)?;
+        let healthz_ok = status == StatusCode::OK
+            && serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(|s| s == "ok"))
+                .unwrap_or(false);
+        let (ready_status, ready_body) = self.get("/readyz", false)?;
+        let readyz = serde_json::from_str(&ready_body).ok();
+        let (metrics_status, metrics_body) = self.get("/metrics", false)?;
+        let metrics = if metrics_status.is_success() {
+            prom::parse(&metrics_body)
+        } else {
+            prom::Metrics::default()
+        };
+        let (fn_status, fn_body) = self.get("/functions", true)?;
+        let functions = match fn_status {
+            s if s.is_success() => serde_json::from_str::<FunctionList>(&fn_body)
+                .map(|l| l.functions)
+                .map_err(|e| {
+                    ScrapeError::Unreachable(format!(
+                        "GET {}/functions: unexpected reply ({e}); is this a tensor-wasm server?",
+                        self.server
+                    ))
+                })?,
+            StatusCode::UNAUTHORIZED => {
+                let hint = if self.token.is_some() {
+                    "the token in TENSOR_WASM_TOKEN / --token is not accepted"
+                } else {
+                    "set TENSOR_WASM_TOKEN (or --token) to a token the server accepts"
+                };
+                return Err(ScrapeError::Auth(format!(
+                    "unauthorized: {} answered 401 to GET /functions; {hint}",
+                    self.server
+                )));
+            }
+            StatusCode::FORBIDDEN => {
+                return Err(ScrapeError::Auth(format!(
+                    "forbidden: {} answered 403 to GET /functions for this token",
+                    self.server
+                )));
+            }
+            // Functions are a detail; an unhealthy server still gets a report.
+            _ => Vec::new(),
+        };
+        Ok(Scrape {
+            healthz_ok,
+            readyz,
+            ready: ready_status == StatusCode::OK,
+            metrics,
+            functions,
+            at_secs: self.origin.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+pub fn main(args: ObserveArgs) -> anyhow::Result<ExitCode> {
+    let observer = Observer::new(&args)?;
+    if args.once {
+        once(&observer)
+    } else {
+        live(observer)
+    }
+}
+
+fn once(observer: &Observer) -> anyhow::Result<ExitCode> {
+    let scrape = match observer.scrape() {
+        Ok(s) => s,
+        Err(ScrapeError::Auth(msg)) => {
+            eprintln!("tensor-wasm: error: {msg}");
+            return Ok(ExitCode::from(EXIT_AUTH));
+        }
+        Err(ScrapeError::Unreachable(msg)) => {
+            anyhow::bail!("server unreachable: {msg}")
+        }
+    };
+    let doc = once_document(&observer.server, &scrape);
+    let text = serde_json::to_string_pretty(&doc).context("encoding the report")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").context("writing the report to stdout")?;
+    out.flush().context("writing the report to stdout")?;
+    match scrape.unhealthy_reason() {
+        None => Ok(ExitCode::SUCCESS),
+        Some(reason) => {
+            eprintln!(
+                "tensor-wasm: error: {} is unhealthy: {reason}",
+                observer.server
+            );
+            Ok(ExitCode::from(EXIT_UNHEALTHY))
+        }
+    }
+}
+
+/// The live dashboard: a thread scrapes every second, the main thread
+/// draws and handles keys, so a slow server never blocks quitting.
+fn live(observer: Observer) -> anyhow::Result<ExitCode> {
+    use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+
+    let mut dashboard = Dashboard::new(observer.server.clone());
+    let (tx, rx) = mpsc::channel::<Result<Scrape, String>>();
+    std::thread::Builder::new()
+        .name("observe-scrape".into())
+        .spawn(move || {
+            loop {
+                let started = Instant::now();
+                let result = observer.scrape().map_err(|e| e.to_string());
+                if tx.send(result).is_err() {
+                    return;
+                }
+                std::thread::sleep(REFRESH.saturating_sub(started.elapsed()));
+            }
+        })
+        .context("starting the refresh thread")?;
+
+    let mut terminal = ratatui::try_init()
+        .context("opening the terminal (is this a TTY? use --once otherwise)")?;
+    let result = (|| -> anyhow::Result<()> {
+        loop {
+            while let Ok(update) = rx.try_recv() {
+                match update {
+                    Ok(scrape) => dashboard.update(scrape),
+                    Err(reason) => dashboard.fail(reason),
+                }
+            }
+            let view = dashboard.view();
+            terminal
+                .draw(|frame| ui::render(frame, &view))
+                .context("drawing the dashboard")?;
+            if event::poll(Duration::from_millis(100)).context("reading the keyboard")?
+                && let Event::Key(key) = event::read().context("reading the keyboard")?
+            {
+                let quit = key.kind == KeyEventKind::Press
+                    && (matches!(key.code, KeyCode::Char('q') | KeyCode::Esc)
+                        || (key.code == KeyCode::Char('c')
+                            && key.modifiers.contains(KeyModifiers::CONTROL)));
+                if quit {
+                    return Ok(());
+                }
+            }
+        }
+    })();
+    ratatui::restore();
+    result.map(|()| ExitCode::SUCCESS)
 }
