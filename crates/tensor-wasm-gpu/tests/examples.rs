@@ -4,8 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use support::cpu_runtime;
 use tensor_wasm_gpu::{GpuQuotas, GpuSession, add_to_linker};
 use wasmtime::{Engine, Linker, Module, Store};
@@ -13,50 +12,11 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
+#[path = "../../../guests/build_support.rs"]
+mod build_support;
 
-/// Builds the guests once per test process. A separate target dir
-/// (`guests/target`) means no lock contention with the `cargo test` running us.
 fn guest_dir() -> &'static Path {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let root = repo_root();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip1",
-                "--manifest-path",
-            ])
-            .arg(root.join("guests/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", root.join("guests/target"))
-            .output()
-            .map_err(|e| format!("could not run cargo: {e}"))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let hint = if stderr.contains("target may not be installed")
-                || stderr.contains("can't find crate for `core`")
-                || stderr.contains("can't find crate for `std`")
-            {
-                "the wasm32-wasip1 target is missing: run `rustup target add wasm32-wasip1`\n"
-            } else {
-                ""
-            };
-            return Err(format!("{hint}building the guests failed:\n{stderr}"));
-        }
-        Ok(root.join("guests/target/wasm32-wasip1/release"))
-    });
-    match built {
-        Ok(dir) => dir,
-        Err(msg) => panic!("{msg}"),
-    }
+    build_support::guest_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 struct State {
