@@ -94,7 +94,14 @@ fn new_request_id() -> Arc<str> {
         u32::from_le_bytes(b)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    Arc::from(format!("req_{prefix:08x}{n:012x}"))
+    // `req_` + 8 + 12 hex digits, built on the stack: one allocation (the Arc).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = *b"req_00000000000000000000";
+    let digits = (u128::from(prefix) << 48) | u128::from(n & 0xffff_ffff_ffff);
+    for (i, slot) in buf[4..].iter_mut().rev().enumerate() {
+        *slot = HEX[((digits >> (4 * i)) & 0xf) as usize];
+    }
+    Arc::from(std::str::from_utf8(&buf).unwrap_or("req_unknown"))
 }
 
 /// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
@@ -197,7 +204,10 @@ mod tests {
     }
 
     #[test]
-    fn generated_request_ids_are_unique() {
-        assert_ne!(new_request_id(), new_request_id());
+    fn generated_request_ids_are_unique_and_well_formed() {
+        let a = new_request_id();
+        assert_ne!(a, new_request_id());
+        assert_eq!(a.len(), 24);
+        assert!(a.starts_with("req_") && a[4..].bytes().all(|b| b.is_ascii_hexdigit()));
     }
 }

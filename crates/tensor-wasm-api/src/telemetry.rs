@@ -108,7 +108,12 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     };
     let (text, json) = match cfg.format {
         LogFormat::Text => (
-            Some(tracing_subscriber::fmt::layer().with_target(false)),
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    // Colour codes only for a terminal: journald, files and pipes get plain text.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            ),
             None,
         ),
         LogFormat::Json => (

@@ -93,8 +93,7 @@ async fn invoke(
     let started = Instant::now();
     match call {
         Call::Typed { export, args } => {
-            let span =
-                tracing::info_span!("invoke", mode = "typed", function_id = %id, export = %export);
+            let span = invoke_span(&state, "typed", &id, &export);
             let result = executor
                 .call_typed(&f.compiled, &export, &args, &f.context)
                 .instrument(span)
@@ -117,7 +116,7 @@ async fn invoke(
             Ok(resp)
         }
         Call::Bytes { export } => {
-            let span = tracing::info_span!("invoke", mode = "bytes", function_id = %id, export = export.as_deref().unwrap_or("_start"));
+            let span = invoke_span(&state, "bytes", &id, export.as_deref().unwrap_or("_start"));
             let result = executor
                 .call_bytes(&f.compiled, export.as_deref(), body.to_vec(), &f.context)
                 .instrument(span)
@@ -177,6 +176,17 @@ fn count<T>(state: &AppState, result: Result<T, ExecError>) -> Result<T, ApiErro
             state.metrics().invocation(e.outcome());
             Err(ApiError::Exec(e))
         }
+    }
+}
+
+/// The `invoke` span, a child of the request span. Only created when spans
+/// are exported: in logs the request span already carries the context, and
+/// formatting a second span per call is measurable on the hot path.
+fn invoke_span(state: &AppState, mode: &'static str, id: &str, export: &str) -> tracing::Span {
+    if state.inner.otel {
+        tracing::info_span!("invoke", mode, function_id = %id, export = %export)
+    } else {
+        tracing::Span::none()
     }
 }
 
