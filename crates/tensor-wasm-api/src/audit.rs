@@ -48,6 +48,10 @@ pub struct AuditTargetRef {
     /// Filesystem path, for backups.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// When the function was created, on delete records: the last line of
+    /// the log then shows both halves of a create/delete pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
 }
 
 /// One audit record, borrowed from the request that produced it.

@@ -387,6 +387,7 @@ async fn delete(
         function_id: Some(id.clone()),
         function_name: Some(f.record.name.clone()),
         tenant: Some(f.record.tenant.clone()),
+        created_at: Some(f.record.created_at.clone()),
         ..Default::default()
     };
     let store = state.store().clone();

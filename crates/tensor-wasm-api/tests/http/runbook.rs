@@ -59,6 +59,8 @@ async fn dr_runbook_verification_steps_pass_as_written() {
     assert_eq!(delete["action"], "function.delete");
     assert_eq!(delete["target"]["function_name"], "dr-smoke");
     assert_eq!(delete["target"]["function_id"], id.as_str());
+    // `tail -n 1` alone shows the pair: the delete names when it was created.
+    assert!(delete["target"]["created_at"].is_string());
     assert_eq!(delete["actor"]["scope"]["kind"], "admin");
     assert!(delete["actor"]["token_id"].is_string());
     let raw = std::fs::read_to_string(&s.audit_path).unwrap();
