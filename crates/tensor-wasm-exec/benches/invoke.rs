@@ -81,7 +81,10 @@ fn bare_wasmtime_async(rt: &tokio::runtime::Runtime) -> Stats {
         for i in 0..ITERS + 1000 {
             let t = Instant::now();
             let mut store = wasmtime::Store::new(&engine, ());
-            let instance = pre.instantiate_async(&mut store).await.expect("instantiate");
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .expect("instantiate");
             let add = instance
                 .get_typed_func::<(i32, i32), i32>(&mut store, "add")
                 .expect("add");
