@@ -46,6 +46,7 @@ fn is_writable_dir(dir: &std::path::Path) -> bool {
 pub fn gpu_runtime(
     choice: &str,
     cache_dir: Option<PathBuf>,
+    quotas: tensor_wasm_gpu::GpuQuotas,
 ) -> anyhow::Result<Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>> {
     use anyhow::Context;
     let backend: tensor_wasm_gpu::BackendChoice =
@@ -53,7 +54,7 @@ pub fn gpu_runtime(
     let runtime = tensor_wasm_gpu::GpuRuntime::new(tensor_wasm_gpu::GpuConfig {
         backend,
         cache_dir,
-        ..Default::default()
+        quotas,
     })
     .with_context(|| format!("opening the GPU backend (--gpu {backend})"))?;
     tracing::info!(

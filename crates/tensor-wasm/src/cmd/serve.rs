@@ -27,6 +27,19 @@ pub struct ServeArgs {
           value_parser = ["auto", "cuda", "cpu", "off"])]
     pub gpu: String,
 
+    /// Per-tenant cap on GPU device memory held by guests at once, e.g. `2GiB`.
+    #[arg(long, env = "TENSOR_WASM_GPU_TENANT_MAX_MEMORY", default_value = "1GiB",
+          value_parser = super::units::parse_bytes)]
+    gpu_tenant_max_memory: u64,
+
+    /// Per-tenant cap on GPU launches in flight at once.
+    #[arg(
+        long,
+        env = "TENSOR_WASM_GPU_TENANT_MAX_LAUNCHES",
+        default_value_t = 64
+    )]
+    gpu_tenant_max_launches: u32,
+
     /// Log filter directives (tracing EnvFilter syntax), e.g. `info,tensor_wasm_api=debug`.
     #[arg(long, env = "TENSOR_WASM_LOG")]
     log: Option<String>,
@@ -90,7 +103,14 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // GPU: `args.gpu` (auto|cuda|cpu|off) selects the runtime handed over in `config.gpu`.
     config.gpu = match args.gpu.as_str() {
         "off" => None,
-        choice => super::gpu_runtime(choice, Some(data_dir.join("jit-cache")))?,
+        choice => super::gpu_runtime(
+            choice,
+            Some(data_dir.join("jit-cache")),
+            tensor_wasm_gpu::GpuQuotas {
+                max_device_memory_bytes_per_tenant: args.gpu_tenant_max_memory,
+                max_concurrent_launches_per_tenant: args.gpu_tenant_max_launches,
+            },
+        )?,
     };
     tracing::debug!(?config, listen = %args.listen, "configuration");
 
