@@ -145,7 +145,13 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
                     message: e.to_string(),
                 })?;
             let resource = opentelemetry_sdk::Resource::builder()
-                .with_service_name("tensor-wasm")
+                // `OTEL_SERVICE_NAME` (the OpenTelemetry convention) wins when set.
+                .with_service_name(
+                    std::env::var("OTEL_SERVICE_NAME")
+                        .ok()
+                        .filter(|s| !s.trim().is_empty())
+                        .unwrap_or_else(|| "tensor-wasm".to_owned()),
+                )
                 .with_attribute(opentelemetry::KeyValue::new(
                     "service.version",
                     crate::VERSION,

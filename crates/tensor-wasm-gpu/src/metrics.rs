@@ -5,7 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::time::Duration;
 
@@ -36,9 +36,16 @@ pub(crate) struct BackendInfoLabels {
     pub device: String,
 }
 
+/// Bucket bounds in seconds: 1 µs (a no-op host call) to 5 s (a large
+/// matmul). 0.01, 0.1 and 0.25 are exact bounds because the SLO alert
+/// thresholds (`deploy/prometheus/alerts.yml`) sit on them.
+const DISPATCH_BUCKETS: [f64; 16] = [
+    1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.1, 0.25, 1.0,
+    5.0,
+];
+
 fn dispatch_histogram() -> Histogram {
-    // 1 µs .. ~4.2 s in ×4 steps: covers a no-op host call and a large matmul.
-    Histogram::new(exponential_buckets(1e-6, 4.0, 12))
+    Histogram::new(DISPATCH_BUCKETS.into_iter())
 }
 
 /// The metric families of one runtime.

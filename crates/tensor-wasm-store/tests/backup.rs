@@ -10,7 +10,7 @@ use std::thread;
 
 use support::{assert_consistent, deploy, wasm_for};
 use tensor_wasm_store::backup::{
-    AUDIT_KEY_FILE_NAME, BackupError, MANIFEST_FILE_NAME, backup_data_dir,
+    AUDIT_KEY_FILE_NAME, BackupError, MANIFEST_FILE_NAME, SIGNING_KEY_FILE_NAME, backup_data_dir,
     backup_data_dir_with_store, restore_data_dir, verify_backup,
 };
 use tensor_wasm_store::test_support::rewrite_schema;
@@ -82,6 +82,7 @@ fn write_side_files(data: &Path) {
     fs::write(data.join("snapshots/.tmp-partial.tensor-wasm"), b"x").expect("write");
     fs::write(data.join("snapshots/notes.txt"), b"not a snapshot").expect("write");
     fs::write(data.join(AUDIT_KEY_FILE_NAME), [42u8; 16]).expect("write");
+    fs::write(data.join(SIGNING_KEY_FILE_NAME), [9u8; 32]).expect("write");
     fs::create_dir_all(data.join("jit-cache")).expect("mkdir");
     fs::write(data.join("jit-cache/abc"), b"compiled").expect("write");
 }
@@ -160,6 +161,7 @@ fn restore_round_trip_brings_back_the_same_ids_bytes_snapshots_and_key() {
         vec![
             AUDIT_KEY_FILE_NAME,
             STORE_FILE_NAME,
+            SIGNING_KEY_FILE_NAME,
             "snapshots/add.tensor-wasm",
             "snapshots/mul.tensor-wasm"
         ]
@@ -174,6 +176,7 @@ fn restore_round_trip_brings_back_the_same_ids_bytes_snapshots_and_key() {
         "snapshots/add.tensor-wasm",
         "snapshots/mul.tensor-wasm",
         AUDIT_KEY_FILE_NAME,
+        SIGNING_KEY_FILE_NAME,
     ] {
         assert_eq!(
             fs::read(data.join(rel)).expect("read restored"),

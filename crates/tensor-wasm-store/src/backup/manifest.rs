@@ -7,7 +7,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AUDIT_KEY_FILE_NAME, BackupError, SNAPSHOT_EXTENSION, SNAPSHOTS_DIR, io_err};
+use super::{
+    AUDIT_KEY_FILE_NAME, BackupError, SIGNING_KEY_FILE_NAME, SNAPSHOT_EXTENSION, SNAPSHOTS_DIR,
+    io_err,
+};
 use crate::StoreError;
 use crate::redb_store::{STORE_FILE_NAME, sync_dir};
 
@@ -61,6 +64,7 @@ pub(super) fn is_snapshot_name(name: &str) -> bool {
 fn is_allowed_manifest_path(path: &str) -> bool {
     path == STORE_FILE_NAME
         || path == AUDIT_KEY_FILE_NAME
+        || path == SIGNING_KEY_FILE_NAME
         || path
             .strip_prefix(SNAPSHOTS_DIR)
             .and_then(|rest| rest.strip_prefix('/'))
@@ -176,6 +180,7 @@ mod tests {
     fn manifest_paths_cannot_escape_the_data_dir() {
         assert!(is_allowed_manifest_path("functions.redb"));
         assert!(is_allowed_manifest_path("audit.key"));
+        assert!(is_allowed_manifest_path("snapshot-signing.key"));
         assert!(is_allowed_manifest_path("snapshots/add.tensor-wasm"));
         assert!(!is_allowed_manifest_path("snapshots/../x.tensor-wasm"));
         assert!(!is_allowed_manifest_path("snapshots/a/b.tensor-wasm"));

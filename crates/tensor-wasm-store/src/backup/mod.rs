@@ -3,7 +3,7 @@
 //!
 //! A backup is a directory with the layout of a data dir plus a manifest:
 //! `functions.redb` (a transactionally consistent copy of the store),
-//! `snapshots/*.tensor-wasm`, `audit.key` when the data dir has one, and
+//! `snapshots/*.tensor-wasm`, `audit.key` and `snapshot-signing.key` when the data dir has them, and
 //! `MANIFEST.json` (versions, creation time, function count, and the size
 //! and BLAKE3 of every file). The manifest is written last, atomically, so
 //! a directory without one is an interrupted backup and restore refuses it.
@@ -50,6 +50,11 @@ pub const SNAPSHOTS_DIR: &str = "snapshots";
 pub const SNAPSHOT_EXTENSION: &str = "tensor-wasm";
 /// The audit log's token-id key inside a data dir.
 pub const AUDIT_KEY_FILE_NAME: &str = "audit.key";
+/// The snapshot signing key in a data dir (created by `tensor-wasm snapshot keygen`).
+pub const SIGNING_KEY_FILE_NAME: &str = "snapshot-signing.key";
+
+/// Secret files copied (when present) and kept owner-only on both sides.
+pub(crate) const SECRET_FILES: [&str; 2] = [AUDIT_KEY_FILE_NAME, SIGNING_KEY_FILE_NAME];
 
 const STAGING_DIR: &str = ".restore-partial";
 
@@ -266,13 +271,16 @@ fn write_backup(
     }
     sync_dir(&snapshots_out)?;
 
-    let key_src = data_dir.join(AUDIT_KEY_FILE_NAME);
-    if key_src.is_file() {
-        let key_dst = to_dir.join(AUDIT_KEY_FILE_NAME);
+    for name in SECRET_FILES {
+        let key_src = data_dir.join(name);
+        if !key_src.is_file() {
+            continue;
+        }
+        let key_dst = to_dir.join(name);
         let (size, hash) = copy_hashed(&key_src, &key_dst).map_err(io_err("copy", &key_src))?;
         restrict_to_owner(&key_dst)?;
         files.push(ManifestFile {
-            path: AUDIT_KEY_FILE_NAME.to_owned(),
+            path: name.to_owned(),
             size_bytes: size,
             blake3: hash,
         });
@@ -415,7 +423,7 @@ fn restore_staged(
         let (size, hash) = copy_hashed(&src, &dst).map_err(io_err("copy", &src))?;
         // Re-checked on the copy: the backup may have changed since verify.
         check_entry(file, size, &hash)?;
-        if file.path == AUDIT_KEY_FILE_NAME {
+        if SECRET_FILES.contains(&file.path.as_str()) {
             restrict_to_owner(&dst)?;
         }
     }
@@ -430,7 +438,12 @@ fn restore_staged(
     }
 
     // The store goes last: a data dir with a store is a restored data dir.
-    for name in [SNAPSHOTS_DIR, AUDIT_KEY_FILE_NAME, STORE_FILE_NAME] {
+    for name in [
+        SNAPSHOTS_DIR,
+        AUDIT_KEY_FILE_NAME,
+        SIGNING_KEY_FILE_NAME,
+        STORE_FILE_NAME,
+    ] {
         let from = staging.join(name);
         if !from.exists() {
             continue;

@@ -40,15 +40,18 @@ fn is_writable_dir(dir: &std::path::Path) -> bool {
     }
 }
 
-/// Opens the GPU runtime for `--gpu auto|cuda|cpu`: `auto` uses CUDA when a
-/// device opens and falls back to the CPU backend (logged once); `cuda`
-/// refuses to start without a device.
+/// Opens the GPU runtime for `--gpu auto|cuda|cpu|off`: `auto` uses CUDA when
+/// a device opens and falls back to the CPU backend (logged once); `cuda`
+/// refuses to start without a device; `off` leaves the GPU imports undefined.
 pub fn gpu_runtime(
     choice: &str,
     cache_dir: Option<PathBuf>,
     quotas: tensor_wasm_gpu::GpuQuotas,
 ) -> anyhow::Result<Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>> {
     use anyhow::Context;
+    if choice.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
     let backend: tensor_wasm_gpu::BackendChoice =
         choice.parse().map_err(|e| anyhow::anyhow!("--gpu: {e}"))?;
     let runtime = tensor_wasm_gpu::GpuRuntime::new(tensor_wasm_gpu::GpuConfig {

@@ -34,7 +34,7 @@ pub struct RunArgs {
     /// Cap on the guest's stdout, e.g. `16MiB`.
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     max_output: u64,
-    /// GPU backend for guests that import the GPU interface: auto, cuda or cpu.
+    /// GPU backend for guests that import the GPU interface: auto, cuda, cpu or off.
     #[arg(long, env = "TENSOR_WASM_GPU", default_value = "auto")]
     gpu: String,
 }

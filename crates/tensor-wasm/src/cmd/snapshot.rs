@@ -85,7 +85,7 @@ pub struct SaveArgs {
     /// Linear-memory cap for the warmed instance.
     #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
     max_memory: u64,
-    /// GPU backend for guests that import the GPU interface: auto, cuda or cpu.
+    /// GPU backend for guests that import the GPU interface: auto, cuda, cpu or off.
     #[arg(long, env = "TENSOR_WASM_GPU", default_value = "auto")]
     gpu: String,
     #[command(flatten)]
@@ -116,7 +116,7 @@ pub struct RestoreArgs {
     /// Refuse a snapshot taken by a different engine build.
     #[arg(long)]
     strict_engine: bool,
-    /// GPU backend for guests that import the GPU interface: auto, cuda or cpu.
+    /// GPU backend for guests that import the GPU interface: auto, cuda, cpu or off.
     #[arg(long, env = "TENSOR_WASM_GPU", default_value = "auto")]
     gpu: String,
     #[command(flatten)]
