@@ -45,7 +45,7 @@ const DISPATCH_BUCKETS: [f64; 16] = [
 ];
 
 fn dispatch_histogram() -> Histogram {
-    Histogram::new(DISPATCH_BUCKETS.into_iter())
+    Histogram::new(DISPATCH_BUCKETS)
 }
 
 /// The metric families of one runtime.
