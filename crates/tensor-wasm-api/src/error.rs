@@ -83,11 +83,14 @@ impl ApiError {
                 ExecError::InvalidModule(_)
                 | ExecError::MissingExport { .. }
                 | ExecError::SignatureMismatch { .. } => StatusCode::BAD_REQUEST,
+                // The guest's own fault (its code, its limits): 4xx, so a
+                // tenant's slow or broken guest never spends our availability
+                // budget (SLO.md §2).
                 ExecError::Trap { .. }
+                | ExecError::DeadlineExceeded { .. }
                 | ExecError::MemoryLimitExceeded { .. }
                 | ExecError::FuelExhausted { .. }
                 | ExecError::OutputTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                ExecError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
                 ExecError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 ExecError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
