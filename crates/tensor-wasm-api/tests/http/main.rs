@@ -8,3 +8,4 @@ mod functions;
 mod invoke;
 mod limits;
 mod runbook;
+mod snapshots;

@@ -1,0 +1,167 @@
+//! Snapshot routes: capture after an init export, invoke from it, survive a
+//! restart, refuse damaged files, stay inside the tenant.
+
+use serde_json::{Value, json};
+
+use crate::support::{Options, TENANT_7, TENANT_8, TestServer, error_code, wasm};
+
+/// `init` fills a 64 KiB table with i*7+1; `lookup(i)` reads entry i, or -1
+/// when `init` never ran (so a cold plain invoke is distinguishable).
+const TABLE_WAT: &str = r#"(module
+  (memory (export "memory") 2)
+  (global $ready (mut i32) (i32.const 0))
+  (func (export "init") (local $i i32)
+    (loop $fill
+      (i32.store (i32.shl (local.get $i) (i32.const 2))
+                 (i32.add (i32.mul (local.get $i) (i32.const 7)) (i32.const 1)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $fill (i32.lt_u (local.get $i) (i32.const 16384))))
+    (global.set $ready (i32.const 1)))
+  (func (export "lookup") (param $i i32) (result i32)
+    (if (result i32) (global.get $ready)
+      (then (i32.load (i32.shl (local.get $i) (i32.const 2))))
+      (else (i32.const -1)))))"#;
+
+async fn invoke_from(s: &TestServer, token: &str, id: &str, snap: &str, arg: i32) -> (u16, Value) {
+    let resp = s
+        .post(
+            &format!("/functions/{id}/snapshots/{snap}/invoke"),
+            Some(token),
+        )
+        .json(&json!({"export": "lookup", "args": [arg]}))
+        .send()
+        .await
+        .expect("invoke from snapshot");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON reply"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_captures_init_and_serves_warm_calls_across_a_restart() {
+    let s = TestServer::start().await;
+    let f = s.deploy(Some(TENANT_7), "table", &wasm(TABLE_WAT)).await;
+    let id = f["id"].as_str().unwrap().to_owned();
+
+    // Cold: init never ran.
+    let (status, cold) = s.invoke(Some(TENANT_7), &id, "lookup", json!([100])).await;
+    assert_eq!((status, &cold["results"]), (200, &json!([-1])), "{cold}");
+
+    let resp = s
+        .post(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
+        .json(&json!({"init_export": "init"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let snap: Value = resp.json().await.unwrap();
+    let snap_id = snap["id"].as_str().unwrap().to_owned();
+    assert_eq!(snap["function_id"], id.as_str());
+
+    let (status, warm) = invoke_from(&s, TENANT_7, &id, "latest", 100).await;
+    assert_eq!((status, &warm["results"]), (200, &json!([701])), "{warm}");
+    assert_eq!(warm["snapshot_id"], snap_id.as_str());
+
+    // Another tenant sees nothing.
+    let (status, other) = invoke_from(&s, TENANT_8, &id, "latest", 100).await;
+    assert_eq!(status, 404, "{other}");
+
+    let listed: Value = s
+        .get(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["snapshots"][0]["id"], snap_id.as_str());
+
+    // Restart on the same data dir: the snapshot still answers warm.
+    let data_dir = s.data_dir.clone();
+    let tmp = s.stop().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let s = TestServer::start_with(Options {
+        data_dir: Some(data_dir),
+        ..Options::default()
+    })
+    .await;
+    let (status, again) = invoke_from(&s, TENANT_7, &id, &snap_id, 16383).await;
+    assert_eq!(
+        (status, &again["results"]),
+        (200, &json!([16383 * 7 + 1])),
+        "{again}"
+    );
+
+    // Delete, then it is gone.
+    let resp = s
+        .delete(
+            &format!("/functions/{id}/snapshots/{snap_id}"),
+            Some(TENANT_7),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let (status, gone) = invoke_from(&s, TENANT_7, &id, "latest", 1).await;
+    assert_eq!(
+        (status, error_code(&gone)),
+        (404, "snapshot_not_found"),
+        "{gone}"
+    );
+
+    let actions: Vec<String> = s
+        .audit_records()
+        .iter()
+        .filter_map(|r| r["action"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        actions.iter().any(|a| a == "snapshot.delete"),
+        "{actions:?}"
+    );
+    drop(s);
+    drop(tmp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_snapshot_file_is_refused_with_its_own_code() {
+    let s = TestServer::start().await;
+    let f = s.deploy(Some(TENANT_7), "table", &wasm(TABLE_WAT)).await;
+    let id = f["id"].as_str().unwrap().to_owned();
+    let snap: Value = s
+        .post(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
+        .json(&json!({"init_export": "init"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let snap_id = snap["id"].as_str().unwrap();
+    let path = s
+        .data_dir
+        .join("snapshots")
+        .join(format!("{snap_id}.tensor-wasm"));
+    let mut bytes = std::fs::read(&path).expect("snapshot file exists");
+    let last = bytes.len() - 1;
+    bytes[last / 2] ^= 0x5a;
+    std::fs::write(&path, bytes).unwrap();
+
+    // A fresh server (nothing preloaded in memory) must read the file again.
+    let data_dir = s.data_dir.clone();
+    let tmp = s.stop().await;
+    // Background snapshot work of the stopped server may hold the store a
+    // moment longer (in-process restart only; a real restart is a new process).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let s = TestServer::start_with(Options {
+        data_dir: Some(data_dir),
+        ..Options::default()
+    })
+    .await;
+    let (status, v) = invoke_from(&s, TENANT_7, &id, snap_id, 1).await;
+    assert_eq!(status, 422, "{v}");
+    assert!(error_code(&v).starts_with("snapshot_"), "{v}");
+    // The plain route is unaffected.
+    let (status, cold) = s.invoke(Some(TENANT_7), &id, "lookup", json!([1])).await;
+    assert_eq!((status, &cold["results"]), (200, &json!([-1])), "{cold}");
+    drop(s);
+    drop(tmp);
+}
