@@ -19,6 +19,7 @@
 //! # Ok::<(), tensor_wasm_guest::Error>(())
 //! ```
 
+pub mod args;
 pub mod sys;
 
 mod buffer;

@@ -4,24 +4,10 @@
 //! Usage: `matmul [N]` (or N on stdin; default 128).
 //! Prints `matmul n=N backend=B ok max_rel_err=E` or exits 1 on a mismatch.
 
-use std::io::Read;
 use tensor_wasm_guest::{Buffer, backend, ops};
 
-fn param(default: usize) -> usize {
-    if let Some(arg) = std::env::args().nth(1) {
-        return arg.trim().parse().unwrap_or(default);
-    }
-    let mut input = String::new();
-    let _ = std::io::stdin().read_to_string(&mut input);
-    input
-        .split_whitespace()
-        .next()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let n = param(128).max(1);
+    let n = tensor_wasm_guest::args::usize_param(128).max(1);
     if let Err(e) = run(n) {
         eprintln!("matmul failed: {e}");
         std::process::exit(2);

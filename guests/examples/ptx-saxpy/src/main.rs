@@ -5,7 +5,6 @@
 //! Usage: `ptx-saxpy [N]` (or N on stdin; default 65536).
 //! Prints `ptx-saxpy n=N backend=B path=ptx|builtin ok` or exits 1 on a mismatch.
 
-use std::io::Read;
 use tensor_wasm_guest::{Buffer, ErrorKind, Kernel, backend, ops};
 
 const SAXPY_PTX: &str = r#"
@@ -48,21 +47,8 @@ DONE:
 }
 "#;
 
-fn param(default: usize) -> usize {
-    if let Some(arg) = std::env::args().nth(1) {
-        return arg.trim().parse().unwrap_or(default);
-    }
-    let mut input = String::new();
-    let _ = std::io::stdin().read_to_string(&mut input);
-    input
-        .split_whitespace()
-        .next()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let n = param(1 << 16);
+    let n = tensor_wasm_guest::args::usize_param(1 << 16);
     if let Err(e) = run(n) {
         eprintln!("ptx-saxpy failed: {e}");
         std::process::exit(2);

@@ -3,24 +3,10 @@
 //! Usage: `vector-add [N]` (or N on stdin; default 1048576).
 //! Prints `vector-add n=N backend=B ok checksum=S` or exits 1 on a mismatch.
 
-use std::io::Read;
 use tensor_wasm_guest::{Buffer, backend, ops};
 
-fn param(default: usize) -> usize {
-    if let Some(arg) = std::env::args().nth(1) {
-        return arg.trim().parse().unwrap_or(default);
-    }
-    let mut input = String::new();
-    let _ = std::io::stdin().read_to_string(&mut input);
-    input
-        .split_whitespace()
-        .next()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let n = param(1 << 20);
+    let n = tensor_wasm_guest::args::usize_param(1 << 20);
     if let Err(e) = run(n) {
         eprintln!("vector-add failed: {e}");
         std::process::exit(2);
