@@ -7,45 +7,8 @@
 
 use tensor_wasm_guest::{Buffer, ErrorKind, Kernel, backend, ops};
 
-const SAXPY_PTX: &str = r#"
-.version 7.0
-.target sm_52
-.address_size 64
-.visible .entry saxpy(
-    .param .u64 p_x,
-    .param .u64 p_y,
-    .param .f32 p_alpha,
-    .param .u32 p_n
-)
-{
-    .reg .pred  %p<2>;
-    .reg .b32   %r<6>;
-    .reg .f32   %f<5>;
-    .reg .b64   %rd<6>;
-    ld.param.u64    %rd0, [p_x];
-    ld.param.u64    %rd1, [p_y];
-    ld.param.f32    %f0, [p_alpha];
-    ld.param.u32    %r0, [p_n];
-    mov.u32         %r1, %ctaid.x;
-    mov.u32         %r2, %ntid.x;
-    mov.u32         %r3, %tid.x;
-    mad.lo.u32      %r4, %r1, %r2, %r3;
-    setp.ge.u32     %p0, %r4, %r0;
-    @%p0 bra        DONE;
-    cvta.to.global.u64 %rd0, %rd0;
-    cvta.to.global.u64 %rd1, %rd1;
-    mul.wide.u32    %rd2, %r4, 4;
-    add.s64         %rd3, %rd0, %rd2;
-    add.s64         %rd4, %rd1, %rd2;
-    ld.global.f32   %f1, [%rd3];
-    ld.global.f32   %f2, [%rd4];
-    mul.rn.f32      %f3, %f0, %f1;
-    add.rn.f32      %f4, %f3, %f2;
-    st.global.f32   [%rd4], %f4;
-DONE:
-    ret;
-}
-"#;
+/// The kernel, shared with the GPU crate's CUDA tests.
+const SAXPY_PTX: &str = include_str!("saxpy.ptx");
 
 fn main() {
     let n = tensor_wasm_guest::args::usize_param(1 << 16);
