@@ -160,19 +160,36 @@ pub(crate) fn error_body(code: &str, message: &str) -> Vec<u8> {
     .unwrap_or_else(|_| br#"{"error":{"code":"internal","message":"internal error"}}"#.to_vec())
 }
 
+/// A server-side failure to log, attached to the error response; the
+/// outermost layer (`observe.rs`) logs it with the request's id, method and
+/// route, so a log line can be matched to the client's `x-request-id`.
+#[derive(Debug, Clone)]
+pub(crate) struct FailureLog {
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let mut failure = None;
         if status.is_server_error()
             && !matches!(
                 self,
                 Self::Overloaded | Self::NotReady(_) | Self::Exec(ExecError::Busy)
             )
         {
-            tracing::error!(error = %self, code = self.code(), "request failed");
+            // Logged by the outermost layer, which knows the request id.
+            failure = Some(FailureLog {
+                code: self.code(),
+                message: self.to_string(),
+            });
         }
         let body = error_body(self.code(), &self.public_message());
         let mut resp = (status, body).into_response();
+        if let Some(f) = failure {
+            resp.extensions_mut().insert(f);
+        }
         let headers = resp.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

@@ -1,16 +1,20 @@
 //! Request limits: per-token rate limits, the body-size cap, and the
 //! authentication + rate-limit layer that guards every tenant-facing route.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use tower::{Layer, Service};
 
 use crate::audit::{AuditTargetRef, Outcome};
 use crate::auth::{Actor, RateKey};
@@ -77,8 +81,94 @@ impl RateLimits {
 }
 
 /// Authenticates the caller, applies its rate limit, and attaches the
-/// [`Actor`] to the request. Refusals (401, 429) are audited here.
-pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// [`Actor`] to the request. Refusals (401, 429) are audited here. Like
+/// [`crate::observe::ObserveLayer`], a plain service with a concrete future.
+#[derive(Clone)]
+pub(crate) struct GuardLayer {
+    state: AppState,
+}
+
+impl GuardLayer {
+    pub(crate) fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// See [`GuardLayer`].
+#[derive(Clone)]
+pub(crate) struct Guard<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Guard<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        match admit(&self.state, &req) {
+            Ok(actor) => {
+                req.extensions_mut().insert(actor);
+                GuardFuture::Admitted {
+                    inner: self.inner.call(req),
+                }
+            }
+            Err(refusal) => GuardFuture::Refused {
+                response: Some(refusal.into_response()),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Guard`].
+    #[project = GuardProj]
+    pub(crate) enum GuardFuture<F> {
+        Admitted { #[pin] inner: F },
+        Refused { response: Option<Response> },
+    }
+}
+
+impl<F> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GuardProj::Admitted { inner } => inner.poll(cx),
+            GuardProj::Refused { response } => {
+                Poll::Ready(Ok(response.take().unwrap_or_else(|| {
+                    ApiError::Internal("guard polled after completion".into()).into_response()
+                })))
+            }
+        }
+    }
+}
+
+/// The caller's [`Actor`] when its token is valid and its bucket not empty;
+/// otherwise the (audited) refusal.
+fn admit(state: &AppState, req: &Request) -> Result<Arc<Actor>, ApiError> {
     let shared = &state.inner;
     let auth_header = req
         .headers()
@@ -88,8 +178,8 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
         Ok(actor) => actor,
         Err(failure) => {
             let err = ApiError::Unauthorized;
-            audit_refusal(&state, &req, Arc::new(failure.actor), &err);
-            return err.into_response();
+            audit_refusal(state, req, Arc::new(failure.actor), &err);
+            return Err(err);
         }
     };
     let key = match actor.token_index {
@@ -103,11 +193,10 @@ pub(crate) async fn guard(State(state): State<AppState>, mut req: Request, next:
     if let Err(retry_after_secs) = shared.rate.check(key) {
         shared.metrics.rate_limited.inc();
         let err = ApiError::RateLimited { retry_after_secs };
-        audit_refusal(&state, &req, actor, &err);
-        return err.into_response();
+        audit_refusal(state, req, actor, &err);
+        return Err(err);
     }
-    req.extensions_mut().insert(actor);
-    next.run(req).await
+    Ok(actor)
 }
 
 fn audit_refusal(state: &AppState, req: &Request, actor: Arc<Actor>, err: &ApiError) {

@@ -4,77 +4,177 @@
 //! Cheap on purpose: label values are `&'static str`, the request id is a
 //! counter, and `traceparent` is only parsed when present.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use axum::middleware::Next;
-use tracing::Instrument;
+use tower::{Layer, Service};
 
-use crate::error::error_body;
+use crate::error::{FailureLog, error_body};
 use crate::metrics::{HttpLabels, RouteLabels, UNMATCHED_ROUTE, method_label, route_label};
 use crate::state::{AppState, RequestContext};
+
+/// Name of the per-request span.
+pub(crate) const REQUEST_SPAN: &str = "request";
 
 /// Response header carrying the request id.
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
-pub(crate) async fn observe(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> axum::response::Response {
-    let started = Instant::now();
-    let method = method_label(req.method());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, |p| route_label(p.as_str()));
-    let request_id = incoming_request_id(req.headers()).unwrap_or_else(new_request_id);
-    let traceparent_id = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(traceparent_trace_id)
-        .map(Arc::from);
+/// The outermost layer (see the module docs). A hand-written service rather
+/// than `axum::middleware::from_fn`: its future is a plain struct, so a
+/// request costs no boxed future and no clone of the inner service.
+#[derive(Clone)]
+pub(crate) struct ObserveLayer {
+    state: AppState,
+}
 
-    let span = tracing::info_span!(
-        "request",
-        method,
-        route,
-        status = tracing::field::Empty,
-        request_id = %request_id,
-    );
-    if state.inner.otel && traceparent_id.is_some() {
-        set_remote_parent(&span, req.headers());
+impl ObserveLayer {
+    pub(crate) fn new(state: AppState) -> Self {
+        Self { state }
     }
-    req.extensions_mut().insert(RequestContext {
-        request_id: request_id.clone(),
-        traceparent_id,
-        method,
-        route,
-    });
+}
 
-    let mut resp = next.run(req).instrument(span.clone()).await;
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
 
-    let status = resp.status().as_u16();
-    span.record("status", status);
-    let metrics = &state.inner.metrics;
-    metrics.http_requests.inc(HttpLabels {
-        method,
-        route,
-        status,
-    });
-    metrics
-        .http_duration
-        .get_or_create(&RouteLabels { method, route })
-        .observe(started.elapsed().as_secs_f64());
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            state: self.state.clone(),
+        }
     }
-    resp
+}
+
+/// See [`ObserveLayer`].
+#[derive(Clone)]
+pub(crate) struct Observe<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = axum::response::Response, Error = Infallible>,
+{
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = ObserveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = method_label(req.method());
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED_ROUTE, |p| route_label(p.as_str()));
+        let request_id = incoming_request_id(req.headers()).unwrap_or_else(new_request_id);
+        let traceparent_id = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(traceparent_trace_id)
+            .map(Arc::from);
+
+        let span = tracing::info_span!(
+            "request",
+            method,
+            route,
+            status = tracing::field::Empty,
+            request_id = %request_id,
+        );
+        if self.state.inner.otel && traceparent_id.is_some() {
+            set_remote_parent(&span, req.headers());
+        }
+        req.extensions_mut().insert(RequestContext {
+            request_id: request_id.clone(),
+            traceparent_id,
+            method,
+            route,
+        });
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        ObserveFuture {
+            inner,
+            span,
+            started,
+            method,
+            route,
+            request_id,
+            state: self.state.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Observe`]: polls the inner future inside the
+    /// request span, then records metrics and the request id header.
+    pub(crate) struct ObserveFuture<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+        started: Instant,
+        method: &'static str,
+        route: &'static str,
+        request_id: Arc<str>,
+        state: AppState,
+    }
+}
+
+impl<F> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<axum::response::Response, Infallible>>,
+{
+    type Output = Result<axum::response::Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.inner.poll(cx))
+        };
+        let Ok(mut resp) = result;
+        let status = resp.status().as_u16();
+        this.span.record("status", status);
+        let (method, route) = (*this.method, *this.route);
+        let metrics = &this.state.inner.metrics;
+        metrics.http_requests.inc(HttpLabels {
+            method,
+            route,
+            status,
+        });
+        metrics
+            .http_duration
+            .get_or_create(&RouteLabels { method, route })
+            .observe(this.started.elapsed().as_secs_f64());
+        if let Some(failure) = resp.extensions_mut().remove::<FailureLog>() {
+            tracing::error!(
+                request_id = %this.request_id,
+                method,
+                route,
+                status,
+                code = failure.code,
+                error = %failure.message,
+                "request failed"
+            );
+        }
+        if let Ok(v) = HeaderValue::from_str(this.request_id) {
+            resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        Poll::Ready(Ok(resp))
+    }
 }
 
 /// Accepts a caller's `x-request-id` when it is short, visible ASCII.
@@ -167,7 +267,6 @@ impl tower_http::catch_panic::ResponseForPanic for PanicResponder {
             .map(|s| (*s).to_owned())
             .or_else(|| err.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "non-string panic payload".to_owned());
-        tracing::error!(panic = %detail, "handler panicked");
         let mut resp = Response::new(Body::from(error_body(
             "internal",
             "internal server error (a handler panicked); the server log has details",
@@ -177,6 +276,11 @@ impl tower_http::catch_panic::ResponseForPanic for PanicResponder {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        // Logged with the request id by `ObserveFuture`.
+        resp.extensions_mut().insert(FailureLog {
+            code: "internal",
+            message: format!("handler panicked: {detail}"),
+        });
         resp
     }
 }

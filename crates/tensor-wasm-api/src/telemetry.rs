@@ -5,7 +5,8 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{EnvFilter, FilterFn, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -93,6 +94,14 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Log layers skip the per-request span: formatting its fields on every
+/// request costs more than the rest of the gateway's own work (see
+/// BENCHMARKS.md). Failed requests are logged with their request id by the
+/// outermost layer instead (`observe.rs`); OTLP export still sees every span.
+pub(crate) fn not_request_span() -> FilterFn {
+    filter_fn(|meta| !(meta.is_span() && meta.name() == crate::observe::REQUEST_SPAN))
+}
+
 /// Installs the global subscriber. Call once, early, from the binary.
 pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     let filter = match cfg
@@ -112,7 +121,8 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
                     // Colour codes only for a terminal: journald, files and pipes get plain text.
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                    .with_filter(not_request_span()),
             ),
             None,
         ),
@@ -123,7 +133,8 @@ pub fn init(cfg: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(not_request_span()),
             ),
         ),
     };

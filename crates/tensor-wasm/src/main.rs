@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+// mimalloc instead of glibc malloc: the gateway's hot path makes many small,
+// short-lived allocations (request, store, response) and glibc's fastbin
+// consolidation showed in profiles; see BENCHMARKS.md for the measured gain.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Version string printed by `--version`: `tensor-wasm vX.Y.Z`.
 const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 

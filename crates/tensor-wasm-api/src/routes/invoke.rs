@@ -8,9 +8,8 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::{Deserialize, Serialize};
@@ -61,13 +60,14 @@ async fn invoke(
     State(state): State<AppState>,
     caller: Caller,
     FunctionIdPath(id): FunctionIdPath,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Result<Response, ApiError> {
     let f = state.function_for(&caller, &id, "function.invoke")?;
-    let body = read_body(&headers, body, state.max_body_bytes()).await?;
-    let typed = is_json(&media_type(&headers));
+    // The whole request, split here, rather than `HeaderMap` and `Uri`
+    // extractors: those clone the header map on every call.
+    let (parts, body) = req.into_parts();
+    let body = read_body(&parts.headers, body, state.max_body_bytes()).await?;
+    let typed = is_json(&media_type(&parts.headers));
     // Parse before taking a slot: malformed requests never occupy one.
     let call = if typed {
         let c: TypedCall = serde_json::from_slice(&body)
@@ -80,7 +80,7 @@ async fn invoke(
             args: c.args,
         }
     } else {
-        let q: BytesQuery = query(&uri)?;
+        let q: BytesQuery = query(&parts.uri)?;
         Call::Bytes { export: q.export }
     };
 

@@ -9,11 +9,11 @@
 //! [`AppState::audit`].
 
 use axum::Router;
-use axum::middleware::from_fn_with_state;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
-use crate::observe::{PanicResponder, observe};
+use crate::limits::GuardLayer;
+use crate::observe::{ObserveLayer, PanicResponder};
 use crate::state::AppState;
 
 pub mod admin;
@@ -41,7 +41,7 @@ fn assemble(state: AppState, extra: Router<AppState>) -> Router {
         .merge(admin::router())
         .merge(snapshots::router())
         .merge(extra)
-        .route_layer(from_fn_with_state(state.clone(), crate::limits::guard));
+        .route_layer(GuardLayer::new(state.clone()));
     let panics = PanicResponder {
         panics: state.inner.metrics.panics.clone(),
     };
@@ -50,7 +50,7 @@ fn assemble(state: AppState, extra: Router<AppState>) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panics))
-        .layer(from_fn_with_state(state.clone(), observe))
+        .layer(ObserveLayer::new(state.clone()))
         .with_state(state)
 }
 
@@ -109,5 +109,82 @@ mod tests {
                 status: 500,
             });
         assert_eq!(counted, 1);
+    }
+
+    /// A `Vec` behind a lock that a fmt layer writes log lines into.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_logged_once_with_the_request_id() {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        let logs = Captured::default();
+        let writer = logs.clone();
+        // The same per-layer filter as `telemetry::init`: the request span is
+        // not formatted, so the failure line must carry the id itself.
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .with_filter(crate::telemetry::not_request_span()),
+        );
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ApiConfig::new(dir.path());
+        config.engine.pool_total_instances = 4;
+        config.audit = crate::config::AuditTarget::File(dir.path().join("audit.log"));
+        let store = Arc::new(tensor_wasm_store::MemoryStore::default());
+        let gateway = Gateway::with_store(config, store).unwrap();
+        async fn broken() -> ApiError {
+            ApiError::Internal("disk on fire".into())
+        }
+        async fn fine() -> &'static str {
+            "ok"
+        }
+        let extra = Router::new()
+            .route("/broken", get(broken))
+            .route("/fine", get(fine));
+        let app = assemble(gateway.state().clone(), extra);
+        let resp = app
+            .clone()
+            .oneshot(Request::get("/broken").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 500);
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let resp = app
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let failures: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("request failed"))
+            .collect();
+        assert_eq!(failures.len(), 1, "one failure line expected in:\n{text}");
+        let line = failures[0];
+        assert!(line.contains(&format!("request_id={id}")), "{line}");
+        assert!(
+            line.contains("route=\"/broken\"") || line.contains("route=/broken"),
+            "{line}"
+        );
+        assert!(
+            line.contains("status=500") && line.contains("disk on fire"),
+            "{line}"
+        );
     }
 }
