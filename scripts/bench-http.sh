@@ -4,7 +4,10 @@
 # Typed `add(2,3)` invocations through `tensor-wasm serve` — bearer auth,
 # metrics, request spans and the audit file sink all on — against a bare axum
 # "hello" server (crates/tensor-wasm-api/examples/hello.rs) in the same run,
-# at 1, 16 and 64 connections. wrk and the server are pinned to different
+# at 1, 16 and 64 connections. A third server, "bare invoke"
+# (examples/bare_invoke.rs), runs the same typed call through the same
+# engine behind a bare axum route — no auth, metrics, audit, tracing or
+# registry — so the table also shows what the gateway's own layers cost. wrk and the server are pinned to different
 # cores with taskset. The engine-only baseline (same call without HTTP) is
 # `cargo bench -p tensor-wasm-exec --bench invoke`; set ENGINE=1 to run it
 # at the end. "CPU µs/req" is the server process's user+sys CPU time per
@@ -32,10 +35,12 @@ command -v taskset >/dev/null || { echo "taskset not found (util-linux)" >&2; ex
 
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
   cargo build --release -p tensor-wasm --bin tensor-wasm
-  cargo build --release -p tensor-wasm-api --example hello
+  cargo build --release -p tensor-wasm-api --example hello --example bare_invoke
 fi
 BIN=target/release/tensor-wasm
 HELLO=target/release/examples/hello
+BARE=target/release/examples/bare_invoke
+BARE_ADDR=127.0.0.1:18083
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -90,9 +95,9 @@ run_wrk() { # conns url [script]
   ' "$WORK/wrk.out"
 }
 
-declare -A HELLO_R GW_R HELLO_CPU GW_CPU
+declare -A HELLO_R GW_R HELLO_CPU GW_CPU BARE_R
 
-for addr in "$HELLO_ADDR" "$GW_ADDR"; do
+for addr in "$HELLO_ADDR" "$GW_ADDR" "$BARE_ADDR"; do
   if curl -s -o /dev/null "http://$addr/" 2>/dev/null; then
     echo "something already listens on $addr; stop it first" >&2
     exit 1
@@ -105,6 +110,8 @@ done
 taskset -c "$SERVER_CPU" "$HELLO" "$HELLO_ADDR" 2>/dev/null &
 HELLO_PID=$!
 PIDS+=("$HELLO_PID")
+taskset -c "$SERVER_CPU" "$BARE" "$BARE_ADDR" 2>/dev/null &
+PIDS+=("$!")
 export BENCH_TOKEN=$TOKEN
 TENSOR_WASM_API_TOKENS="$TOKEN:tenant=*" \
 TENSOR_WASM_API_AUDIT_LOG="file:$WORK/data/audit.log" \
@@ -116,6 +123,10 @@ GW_PID=$!
 PIDS+=("$GW_PID")
 wait_healthy "$HELLO_ADDR" /
 wait_healthy "$GW_ADDR" /healthz
+for _ in $(seq 1 100); do
+  curl -s -o /dev/null "http://$BARE_ADDR/" 2>/dev/null && break
+  sleep 0.1
+done
 WAT='(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))'
 ID=$(curl -sf -X POST "http://$GW_ADDR/functions" \
   -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
@@ -140,6 +151,8 @@ for c in $CONNS; do
   GW_R[$c]=$(run_wrk "$c" "http://$GW_ADDR/functions/$ID/invoke" "$WORK/invoke.lua")
   t1=$(cpu_ticks "$GW_PID")
   GW_CPU[$c]=$(( t1 - t0 ))
+  warm_up "$c" "http://$BARE_ADDR/invoke" "$WORK/invoke.lua"
+  BARE_R[$c]=$(run_wrk "$c" "http://$BARE_ADDR/invoke" "$WORK/invoke.lua")
 done
 # Health under load: one healthz timing while 64 connections invoke.
 taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d3s -s "$WORK/invoke.lua" "http://$GW_ADDR/functions/$ID/invoke" >/dev/null &
@@ -152,16 +165,18 @@ wait "$LOAD" || true
 echo
 echo "## HTTP gateway — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs ($(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}')), server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU, $DURATION per point"
 echo
-echo "| connections | hello req/s | hello p50 / p99 ms | hello CPU µs/req | gateway invoke req/s | gateway p50 / p99 ms | gateway CPU µs/req | req/s ratio | CPU ratio | non-2xx |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| connections | hello req/s | hello p50 / p99 ms | hello CPU µs/req | bare invoke req/s | bare p50 / p99 ms | gateway invoke req/s | gateway p50 / p99 ms | gateway CPU µs/req | gateway / hello req/s | CPU ratio | gateway / bare | non-2xx |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for c in $CONNS; do
   read -r hr hp50 hp99 _ hn <<<"${HELLO_R[$c]}"
   read -r gr gp50 gp99 gbad gn <<<"${GW_R[$c]}"
+  read -r br bp50 bp99 _ _ <<<"${BARE_R[$c]}"
+  bratio=$(awk -v g="$gr" -v b="$br" 'BEGIN { printf "%.2f", (b > 0 ? g / b : 0) }')
   hcpu=$(awk -v t="${HELLO_CPU[$c]}" -v n="$hn" -v k="$TICK" 'BEGIN { printf "%.1f", (n > 0 ? t / k / n * 1e6 : 0) }')
   gcpu=$(awk -v t="${GW_CPU[$c]}" -v n="$gn" -v k="$TICK" 'BEGIN { printf "%.1f", (n > 0 ? t / k / n * 1e6 : 0) }')
   ratio=$(awk -v g="$gr" -v h="$hr" 'BEGIN { printf "%.2f", (h > 0 ? g / h : 0) }')
   cratio=$(awk -v g="$gcpu" -v h="$hcpu" 'BEGIN { printf "%.2f", (g > 0 ? h / g : 0) }')
-  echo "| $c | $hr | $hp50 / $hp99 | $hcpu | $gr | $gp50 / $gp99 | $gcpu | ${ratio}x | ${cratio}x | $gbad |"
+  echo "| $c | $hr | $hp50 / $hp99 | $hcpu | $br | $bp50 / $bp99 | $gr | $gp50 / $gp99 | $gcpu | ${ratio}x | ${cratio}x | ${bratio}x | $gbad |"
 done
 echo
 echo "GET /healthz while 64 connections invoke: ${HEALTHZ_MS} ms"

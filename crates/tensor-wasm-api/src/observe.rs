@@ -86,16 +86,24 @@ where
             .and_then(traceparent_trace_id)
             .map(Arc::from);
 
-        let span = tracing::info_span!(
-            "request",
-            method,
-            route,
-            status = tracing::field::Empty,
-            request_id = %request_id,
-        );
-        if self.state.inner.otel && traceparent_id.is_some() {
-            set_remote_parent(&span, req.headers());
-        }
+        // The span is built only when spans are exported: the log layers
+        // skip it (see `telemetry::not_request_span`), so without OTLP it
+        // would be pure cost on every request.
+        let span = if self.state.inner.otel {
+            let span = tracing::info_span!(
+                "request",
+                method,
+                route,
+                status = tracing::field::Empty,
+                request_id = %request_id,
+            );
+            if traceparent_id.is_some() {
+                set_remote_parent(&span, req.headers());
+            }
+            span
+        } else {
+            tracing::Span::none()
+        };
         req.extensions_mut().insert(RequestContext {
             request_id: request_id.clone(),
             traceparent_id,
