@@ -2,13 +2,17 @@
 //! environment variables; everything here is validated before the listener
 //! opens.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::TokenList;
+use serde::Deserialize;
+use tensor_wasm_store::FunctionLimits;
+
+use crate::auth::{TokenList, is_valid_tenant};
 
 /// Default cap on a request body (`TENSOR_WASM_API_MAX_BODY_BYTES`): 8 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
@@ -16,6 +20,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
 pub const DEFAULT_MAX_CONCURRENT_INVOCATIONS: usize = 512;
 /// Default time in-flight requests get to finish after SIGTERM/SIGINT.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Longest invocation timeout a function or tenant may be given.
+pub const MAX_TIMEOUT_MS: u64 = 300_000;
+/// Largest stdout cap a function or tenant may be given.
+pub const MAX_OUTPUT_BYTES: u64 = 64 << 20;
+/// Smallest memory cap a function or tenant may be given (one Wasm page).
+pub const MIN_MEMORY_BYTES: u64 = 65_536;
 /// How often dev mode repeats its warning.
 pub const DEV_MODE_WARNING_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -34,8 +44,11 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Invocations allowed to run at once; more answer `503` (`TENSOR_WASM_API_MAX_CONCURRENT_INVOCATIONS`).
     pub max_concurrent_invocations: usize,
-    /// Limits applied to invocations unless a function overrides them.
+    /// Limits applied to invocations unless a tenant or function overrides them.
     pub default_limits: tensor_wasm_exec::Limits,
+    /// Per-tenant overrides of `default_limits`, which are also the ceiling
+    /// for that tenant's per-function settings (`TENSOR_WASM_TENANT_LIMITS`).
+    pub tenant_limits: TenantLimits,
     /// Engine settings other than the cache directory (which is `<data>/jit-cache`).
     pub engine: tensor_wasm_exec::EngineConfig,
     /// GPU runtime guests may use; `None` = no GPU host interface.
@@ -59,6 +72,7 @@ impl ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrent_invocations: DEFAULT_MAX_CONCURRENT_INVOCATIONS,
             default_limits: tensor_wasm_exec::Limits::default(),
+            tenant_limits: TenantLimits::default(),
             engine: tensor_wasm_exec::EngineConfig::default(),
             gpu: None,
             otlp_tracing: false,
@@ -82,6 +96,7 @@ impl std::fmt::Debug for ApiConfig {
                 &self.max_concurrent_invocations,
             )
             .field("default_limits", &self.default_limits)
+            .field("tenant_limits", &self.tenant_limits)
             .field("engine", &self.engine)
             .field("gpu", &self.gpu.as_ref().map(|g| g.backend_name()))
             .field("otlp_tracing", &self.otlp_tracing)
@@ -138,6 +153,175 @@ impl RateLimitConfig {
     }
 }
 
+/// Per-tenant limit overrides, read once at start-up from a JSON file that
+/// maps tenant ids to the same fields a deploy request's `limits` takes:
+///
+/// ```json
+/// { "free-tier": { "timeout_ms": 500, "max_memory_bytes": 33554432 },
+///   "batch":     { "timeout_ms": 120000 } }
+/// ```
+///
+/// A field set for a tenant replaces the server default for that tenant's
+/// functions and is the most a per-function setting may ask for (higher
+/// requests are refused with `400`; stored settings above a lowered ceiling
+/// are capped at load).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantLimits {
+    by_tenant: HashMap<String, FunctionLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantLimitsEntry {
+    timeout_ms: Option<u64>,
+    max_memory_bytes: Option<u64>,
+    fuel: Option<u64>,
+    max_output_bytes: Option<u64>,
+}
+
+/// Why a tenant limits file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantLimitsError {
+    /// The file cannot be read.
+    #[error("tenant limits file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a JSON object of tenant objects with known fields.
+    #[error(
+        "tenant limits: {0} (expected a JSON object like {{\"TENANT\": {{\"timeout_ms\": 500}}}} \
+         with fields timeout_ms, max_memory_bytes, fuel, max_output_bytes)"
+    )]
+    Syntax(String),
+    /// A tenant id or a value is out of range.
+    #[error("tenant limits: {0}")]
+    Invalid(String),
+}
+
+impl TenantLimits {
+    /// Parses and validates the file's text.
+    pub fn parse_json(text: &str) -> Result<Self, TenantLimitsError> {
+        let raw: HashMap<String, TenantLimitsEntry> =
+            serde_json::from_str(text).map_err(|e| TenantLimitsError::Syntax(e.to_string()))?;
+        let mut by_tenant = HashMap::with_capacity(raw.len());
+        for (tenant, e) in raw {
+            if !is_valid_tenant(&tenant) {
+                return Err(TenantLimitsError::Invalid(format!(
+                    "tenant id `{tenant}` must be 1-64 characters of [A-Za-z0-9._-]"
+                )));
+            }
+            let limits = FunctionLimits {
+                timeout_ms: e.timeout_ms,
+                max_memory_bytes: e.max_memory_bytes,
+                fuel: e.fuel,
+                max_output_bytes: e.max_output_bytes,
+            };
+            check_limit_values(&limits, u64::MAX, "")
+                .map_err(|m| TenantLimitsError::Invalid(format!("tenant `{tenant}`: {m}")))?;
+            by_tenant.insert(tenant, limits);
+        }
+        Ok(Self { by_tenant })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self, TenantLimitsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TenantLimitsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse_json(&text)
+    }
+
+    /// The overrides of one tenant, if any.
+    pub fn get(&self, tenant: &str) -> Option<&FunctionLimits> {
+        self.by_tenant.get(tenant)
+    }
+
+    /// Number of tenants with overrides.
+    pub fn len(&self) -> usize {
+        self.by_tenant.len()
+    }
+
+    /// True when no tenant has overrides.
+    pub fn is_empty(&self) -> bool {
+        self.by_tenant.is_empty()
+    }
+
+    /// Every tenant's memory override must fit the engine's per-instance ceiling.
+    pub(crate) fn check_memory_ceiling(&self, max_memory_bytes: u64) -> Result<(), String> {
+        let mut tenants: Vec<_> = self.by_tenant.iter().collect();
+        tenants.sort_by(|a, b| a.0.cmp(b.0));
+        for (tenant, l) in tenants {
+            check_limit_values(l, max_memory_bytes, "")
+                .map_err(|m| format!("tenant `{tenant}`: {m}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Range checks shared by deploy requests and the tenant limits file;
+/// `prefix` names where the fields live (`limits.` in a deploy request).
+pub(crate) fn check_limit_values(
+    l: &FunctionLimits,
+    max_memory_bytes: u64,
+    prefix: &str,
+) -> Result<(), String> {
+    if let Some(t) = l.timeout_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&t)
+    {
+        return Err(format!("`{prefix}timeout_ms` must be 1..={MAX_TIMEOUT_MS}"));
+    }
+    if let Some(m) = l.max_memory_bytes
+        && !(MIN_MEMORY_BYTES..=max_memory_bytes).contains(&m)
+    {
+        return Err(if max_memory_bytes == u64::MAX {
+            format!("`{prefix}max_memory_bytes` must be at least {MIN_MEMORY_BYTES}")
+        } else {
+            format!("`{prefix}max_memory_bytes` must be {MIN_MEMORY_BYTES}..={max_memory_bytes}")
+        });
+    }
+    if l.fuel == Some(0) {
+        return Err(format!("`{prefix}fuel` must be at least 1"));
+    }
+    if let Some(o) = l.max_output_bytes
+        && o > MAX_OUTPUT_BYTES
+    {
+        return Err(format!(
+            "`{prefix}max_output_bytes` must be at most {MAX_OUTPUT_BYTES}"
+        ));
+    }
+    Ok(())
+}
+
+/// The first per-function setting above a tenant's ceiling, as
+/// `(field, requested, ceiling)`.
+pub(crate) fn above_ceiling(
+    l: &FunctionLimits,
+    ceiling: &FunctionLimits,
+) -> Option<(&'static str, u64, u64)> {
+    let fields = [
+        ("timeout_ms", l.timeout_ms, ceiling.timeout_ms),
+        (
+            "max_memory_bytes",
+            l.max_memory_bytes,
+            ceiling.max_memory_bytes,
+        ),
+        ("fuel", l.fuel, ceiling.fuel),
+        (
+            "max_output_bytes",
+            l.max_output_bytes,
+            ceiling.max_output_bytes,
+        ),
+    ];
+    fields.into_iter().find_map(|(name, v, c)| match (v, c) {
+        (Some(v), Some(c)) if v > c => Some((name, v, c)),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +346,58 @@ mod tests {
     fn burst_defaults_to_rps() {
         let rps = NonZeroU32::new(5).unwrap();
         assert_eq!(RateLimitConfig::new(rps, None).burst, rps);
+    }
+
+    #[test]
+    fn tenant_limits_parse_and_validate() {
+        let t = TenantLimits::parse_json(
+            r#"{"free": {"timeout_ms": 500, "max_memory_bytes": 1048576}, "batch": {"fuel": 10}}"#,
+        )
+        .unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get("free").unwrap().timeout_ms, Some(500));
+        assert_eq!(t.get("free").unwrap().fuel, None);
+        assert_eq!(t.get("batch").unwrap().fuel, Some(10));
+        assert!(t.get("other").is_none());
+        assert!(TenantLimits::parse_json("{}").unwrap().is_empty());
+
+        let err = |text: &str| TenantLimits::parse_json(text).unwrap_err().to_string();
+        assert!(err(r#"{"free": {"timeout": 5}}"#).contains("unknown field `timeout`"));
+        assert!(err("[1]").contains("expected a JSON object"));
+        assert!(err(r#"{"bad tenant": {}}"#).contains("tenant id `bad tenant`"));
+        assert!(
+            err(r#"{"free": {"timeout_ms": 0}}"#)
+                .contains("tenant `free`: `timeout_ms` must be 1..=")
+        );
+        assert!(err(r#"{"free": {"max_memory_bytes": 1}}"#).contains("at least 65536"));
+        assert!(err(r#"{"free": {"fuel": 0}}"#).contains("`fuel` must be at least 1"));
+
+        let big = TenantLimits::parse_json(r#"{"x": {"max_memory_bytes": 1073741824}}"#).unwrap();
+        assert!(
+            big.check_memory_ceiling(256 << 20)
+                .unwrap_err()
+                .contains("tenant `x`")
+        );
+        assert!(big.check_memory_ceiling(4 << 30).is_ok());
+    }
+
+    #[test]
+    fn ceiling_reports_the_first_field_above_it() {
+        let ceiling = FunctionLimits {
+            timeout_ms: Some(500),
+            fuel: Some(100),
+            ..Default::default()
+        };
+        let ok = FunctionLimits {
+            timeout_ms: Some(500),
+            max_memory_bytes: Some(1 << 30),
+            ..Default::default()
+        };
+        assert_eq!(above_ceiling(&ok, &ceiling), None);
+        let high = FunctionLimits {
+            fuel: Some(101),
+            ..Default::default()
+        };
+        assert_eq!(above_ceiling(&high, &ceiling), Some(("fuel", 101, 100)));
     }
 }

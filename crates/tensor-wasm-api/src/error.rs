@@ -227,6 +227,9 @@ pub enum StartupError {
         /// What went wrong.
         message: String,
     },
+    /// A tenant's limits do not fit the engine (e.g. memory above the pool's ceiling).
+    #[error("tenant limits: {0}")]
+    TenantLimits(String),
     /// The audit sink cannot be opened.
     #[error("audit log: {0}")]
     AuditLog(std::io::Error),

@@ -25,7 +25,7 @@ pub mod telemetry;
 mod limits;
 mod observe;
 
-pub use config::{ApiConfig, AuditTarget, RateLimitConfig};
+pub use config::{ApiConfig, AuditTarget, RateLimitConfig, TenantLimits};
 pub use error::{ApiError, StartupError};
 pub use server::{Gateway, shutdown_signal};
 pub use state::AppState;

@@ -67,6 +67,10 @@ impl Gateway {
             ..config.engine.clone()
         };
         let max_memory_bytes = engine_config.pool_max_memory_bytes;
+        config
+            .tenant_limits
+            .check_memory_ceiling(max_memory_bytes)
+            .map_err(StartupError::TenantLimits)?;
         let executor = Executor::new(engine_config).map_err(StartupError::Engine)?;
 
         let gpu_backend = config
@@ -96,6 +100,7 @@ impl Gateway {
                 invocations: Arc::new(Semaphore::new(config.max_concurrent_invocations.max(1))),
                 max_body_bytes: config.max_body_bytes,
                 default_limits: config.default_limits.clone(),
+                tenant_limits: config.tenant_limits.clone(),
                 max_memory_bytes,
                 gpu_backend,
                 gpu: config.gpu.clone(),
@@ -303,9 +308,22 @@ fn load_registry(state: &AppState) -> Result<(), StartupError> {
                 continue;
             }
         };
+        if let Some(ceiling) = state.inner.tenant_limits.get(&record.tenant)
+            && let Some((field, stored, most)) =
+                crate::config::above_ceiling(&record.limits, ceiling)
+        {
+            tracing::warn!(
+                function_id = %record.id,
+                tenant = %record.tenant,
+                field,
+                stored,
+                ceiling = most,
+                "function setting is above its tenant's ceiling; the ceiling applies"
+            );
+        }
         let context = InvokeContext {
             tenant: record.tenant.clone(),
-            limits: state.limits_for(&record.limits),
+            limits: state.limits_for(&record.tenant, &record.limits),
         };
         state.functions().insert(Arc::new(DeployedFunction {
             record,

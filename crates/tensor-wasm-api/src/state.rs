@@ -117,6 +117,7 @@ pub(crate) struct Shared {
     pub(crate) invocations: Arc<Semaphore>,
     pub(crate) max_body_bytes: usize,
     pub(crate) default_limits: Limits,
+    pub(crate) tenant_limits: crate::config::TenantLimits,
     pub(crate) max_memory_bytes: u64,
     pub(crate) gpu_backend: String,
     pub(crate) gpu: Option<Arc<tensor_wasm_gpu::GpuRuntime>>,
@@ -220,22 +221,46 @@ impl AppState {
         });
     }
 
-    /// Effective limits of a function: server defaults with its overrides.
-    pub(crate) fn limits_for(&self, overrides: &FunctionLimits) -> Limits {
+    /// Effective limits of a function: the server defaults, replaced by its
+    /// tenant's overrides, replaced by its own settings — which never go
+    /// above the tenant's (the operator's ceiling wins).
+    pub(crate) fn limits_for(&self, tenant: &str, own: &FunctionLimits) -> Limits {
         let mut limits = self.inner.default_limits.clone();
-        if let Some(ms) = overrides.timeout_ms {
-            limits.timeout = std::time::Duration::from_millis(ms);
+        let ceiling = self.inner.tenant_limits.get(tenant);
+        if let Some(c) = ceiling {
+            apply(&mut limits, c);
         }
-        if let Some(bytes) = overrides.max_memory_bytes {
-            limits.max_memory_bytes = bytes;
-        }
-        if let Some(fuel) = overrides.fuel {
-            limits.fuel = Some(fuel);
-        }
-        if let Some(bytes) = overrides.max_output_bytes {
-            limits.max_output_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
-        }
+        let capped = |v: Option<u64>, c: Option<u64>| match (v, c) {
+            (Some(v), Some(c)) => Some(v.min(c)),
+            (v, _) => v,
+        };
+        let c = ceiling.cloned().unwrap_or_default();
+        apply(
+            &mut limits,
+            &FunctionLimits {
+                timeout_ms: capped(own.timeout_ms, c.timeout_ms),
+                max_memory_bytes: capped(own.max_memory_bytes, c.max_memory_bytes),
+                fuel: capped(own.fuel, c.fuel),
+                max_output_bytes: capped(own.max_output_bytes, c.max_output_bytes),
+            },
+        );
         limits
+    }
+}
+
+/// Replaces the fields of `limits` that `overrides` sets.
+fn apply(limits: &mut Limits, overrides: &FunctionLimits) {
+    if let Some(ms) = overrides.timeout_ms {
+        limits.timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(bytes) = overrides.max_memory_bytes {
+        limits.max_memory_bytes = bytes;
+    }
+    if let Some(fuel) = overrides.fuel {
+        limits.fuel = Some(fuel);
+    }
+    if let Some(bytes) = overrides.max_output_bytes {
+        limits.max_output_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
     }
 }
 

@@ -55,3 +55,29 @@ fn backup_of_a_dir_without_a_store_says_so() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("MANIFEST.json"), "{stderr}");
 }
+
+#[test]
+fn serve_refuses_a_bad_tenant_limits_file_before_listening() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("tenant-limits.json");
+    std::fs::write(&file, r#"{"free": {"timeout_ms": 0}}"#).expect("write");
+    let data = tmp.path().join("data");
+    let out = run_cli(
+        &support::binary(),
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("TENSOR_WASM_DATA_DIR", data.to_str().expect("utf-8 path")),
+            (
+                "TENSOR_WASM_TENANT_LIMITS",
+                file.to_str().expect("utf-8 path"),
+            ),
+            ("TENSOR_WASM_GPU", "off"),
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tenant `free`: `timeout_ms` must be 1..=300000"),
+        "{stderr}"
+    );
+}

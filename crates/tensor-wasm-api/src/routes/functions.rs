@@ -20,14 +20,10 @@ use tensor_wasm_store::{FunctionId, FunctionLimits, FunctionRecord};
 
 use crate::audit::{AuditLog, AuditTargetRef, Outcome};
 use crate::auth::{Actor, DEFAULT_TENANT, ScopeKind, is_valid_tenant};
+use crate::config::{above_ceiling, check_limit_values};
 use crate::error::ApiError;
 use crate::limits::{is_json, media_type, read_body};
 use crate::state::{AppState, Caller, DeployedFunction};
-
-/// Longest timeout a function may ask for.
-const MAX_TIMEOUT_MS: u64 = 300_000;
-/// Largest stdout cap a function may ask for.
-const MAX_OUTPUT_BYTES: u64 = 64 << 20;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -66,7 +62,17 @@ pub struct FunctionView<'a> {
     size_bytes: u64,
     created_at: &'a str,
     limits: &'a FunctionLimits,
+    effective_limits: EffectiveLimits,
     exports: &'a [ExportSignature],
+}
+
+/// The limits an invocation of the function actually gets.
+#[derive(Debug, Serialize)]
+struct EffectiveLimits {
+    timeout_ms: u64,
+    max_memory_bytes: u64,
+    fuel: Option<u64>,
+    max_output_bytes: u64,
 }
 
 impl<'a> From<&'a DeployedFunction> for FunctionView<'a> {
@@ -80,6 +86,15 @@ impl<'a> From<&'a DeployedFunction> for FunctionView<'a> {
             size_bytes: r.size_bytes,
             created_at: &r.created_at,
             limits: &r.limits,
+            effective_limits: {
+                let l = &f.context.limits;
+                EffectiveLimits {
+                    timeout_ms: u64::try_from(l.timeout.as_millis()).unwrap_or(u64::MAX),
+                    max_memory_bytes: l.max_memory_bytes,
+                    fuel: l.fuel,
+                    max_output_bytes: l.max_output_bytes as u64,
+                }
+            },
             exports: f.compiled.exports(),
         }
     }
@@ -166,7 +181,7 @@ async fn deploy(
     target.function_name = Some(req.name.clone());
     let tenant = owning_tenant(&caller.actor, req.tenant)?;
     target.tenant = Some(tenant.clone());
-    let limits = validate_limits(state, req.limits)?;
+    let limits = validate_limits(state, &tenant, req.limits)?;
     let size_bytes = req.wasm.len() as u64;
 
     let executor = state.executor().clone();
@@ -194,7 +209,7 @@ async fn deploy(
 
     let context = InvokeContext {
         tenant: record.tenant.clone(),
-        limits: state.limits_for(&record.limits),
+        limits: state.limits_for(&record.tenant, &record.limits),
     };
     let f = Arc::new(DeployedFunction {
         record,
@@ -301,37 +316,28 @@ fn owning_tenant(actor: &Actor, requested: Option<String>) -> Result<String, Api
     }
 }
 
-fn validate_limits(state: &AppState, l: LimitsRequest) -> Result<FunctionLimits, ApiError> {
-    let bad = |m: String| Err(ApiError::InvalidRequest(m));
-    if let Some(t) = l.timeout_ms
-        && !(1..=MAX_TIMEOUT_MS).contains(&t)
-    {
-        return bad(format!("`limits.timeout_ms` must be 1..={MAX_TIMEOUT_MS}"));
-    }
-    let max_mem = state.inner.max_memory_bytes;
-    if let Some(m) = l.max_memory_bytes
-        && !(65_536..=max_mem).contains(&m)
-    {
-        return bad(format!(
-            "`limits.max_memory_bytes` must be 65536..={max_mem}"
-        ));
-    }
-    if l.fuel == Some(0) {
-        return bad("`limits.fuel` must be at least 1".into());
-    }
-    if let Some(o) = l.max_output_bytes
-        && o > MAX_OUTPUT_BYTES
-    {
-        return bad(format!(
-            "`limits.max_output_bytes` must be at most {MAX_OUTPUT_BYTES}"
-        ));
-    }
-    Ok(FunctionLimits {
+fn validate_limits(
+    state: &AppState,
+    tenant: &str,
+    l: LimitsRequest,
+) -> Result<FunctionLimits, ApiError> {
+    let limits = FunctionLimits {
         timeout_ms: l.timeout_ms,
         max_memory_bytes: l.max_memory_bytes,
         fuel: l.fuel,
         max_output_bytes: l.max_output_bytes,
-    })
+    };
+    check_limit_values(&limits, state.inner.max_memory_bytes, "limits.")
+        .map_err(ApiError::InvalidRequest)?;
+    if let Some(ceiling) = state.inner.tenant_limits.get(tenant)
+        && let Some((field, asked, most)) = above_ceiling(&limits, ceiling)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "`limits.{field}` = {asked} is above tenant `{tenant}`'s ceiling of {most} \
+             (set by the operator's tenant limits)"
+        )));
+    }
+    Ok(limits)
 }
 
 /// A fresh opaque id: `fn_` and 128 random bits in hex.

@@ -99,3 +99,95 @@ async fn raw_chunked_post(s: &TestServer, path: &str, chunks: &[&[u8]]) -> Strin
     let _ = sock.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Grows memory by 32 pages (2 MiB); returns the old size in pages, or -1.
+const GROW_WAT: &str = r#"(module
+  (memory 1)
+  (func (export "grow") (result i32) (memory.grow (i32.const 32))))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_limits_replace_defaults_and_cap_function_settings() {
+    let s = TestServer::start_with(Options {
+        tenant_limits: Some(
+            r#"{"7": {"timeout_ms": 300, "max_memory_bytes": 1048576}}"#.to_owned(),
+        ),
+        ..Options::default()
+    })
+    .await;
+
+    // Above the tenant's ceiling: refused, naming the field and the ceiling.
+    let r = s
+        .post("/functions", Some(TENANT_7))
+        .json(&json!({"name": "slow", "wasm_b64": b64(&wasm(SPIN_WAT)), "limits": {"timeout_ms": 5000}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(error_code(&v), "invalid_request");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("limits.timeout_ms") && msg.contains("ceiling of 300"),
+        "{msg}"
+    );
+    // An admin deploying into tenant 7 meets the same ceiling.
+    let r = s
+        .post("/functions", Some(ADMIN))
+        .json(&json!({"name": "slow", "tenant": "7", "wasm_b64": b64(&wasm(SPIN_WAT)), "limits": {"timeout_ms": 5000}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // No setting of its own: the tenant's override replaces the server default.
+    let spin = s.deploy(Some(TENANT_7), "spin", &wasm(SPIN_WAT)).await;
+    assert_eq!(spin["effective_limits"]["timeout_ms"], 300);
+    assert_eq!(spin["effective_limits"]["max_memory_bytes"], 1048576);
+    assert_eq!(spin["limits"]["timeout_ms"], Value::Null);
+    let started = std::time::Instant::now();
+    let (status, v) = s
+        .invoke(
+            Some(TENANT_7),
+            spin["id"].as_str().unwrap(),
+            "spin",
+            json!([]),
+        )
+        .await;
+    assert_eq!((status, error_code(&v)), (422, "deadline_exceeded"), "{v}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+
+    // A lower setting of its own is kept.
+    let quick = s
+        .deploy_json(Some(TENANT_7), json!({"name": "quick", "wasm_b64": b64(&wasm(ADD_WAT)), "limits": {"timeout_ms": 100}}))
+        .await;
+    assert_eq!(quick["effective_limits"]["timeout_ms"], 100);
+
+    // The memory ceiling binds tenant 7's guests; tenant 8 has the server default.
+    let g7 = s.deploy(Some(TENANT_7), "grow", &wasm(GROW_WAT)).await;
+    let g8 = s.deploy(Some(TENANT_8), "grow", &wasm(GROW_WAT)).await;
+    let (status, v) = s
+        .invoke(
+            Some(TENANT_7),
+            g7["id"].as_str().unwrap(),
+            "grow",
+            json!([]),
+        )
+        .await;
+    assert_eq!((status, v["results"][0].as_i64()), (200, Some(-1)), "{v}");
+    let (status, v) = s
+        .invoke(
+            Some(TENANT_8),
+            g8["id"].as_str().unwrap(),
+            "grow",
+            json!([]),
+        )
+        .await;
+    assert_eq!((status, v["results"][0].as_i64()), (200, Some(1)), "{v}");
+    assert_ne!(g8["effective_limits"]["timeout_ms"], 300);
+
+    // Other tenants may ask for more than tenant 7's ceiling.
+    let long = s
+        .deploy_json(Some(TENANT_8), json!({"name": "long", "wasm_b64": b64(&wasm(ADD_WAT)), "limits": {"timeout_ms": 5000}}))
+        .await;
+    assert_eq!(long["effective_limits"]["timeout_ms"], 5000);
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tensor_wasm_api::auth::TokenList;
-use tensor_wasm_api::{ApiConfig, AuditTarget, Gateway, RateLimitConfig};
+use tensor_wasm_api::{ApiConfig, AuditTarget, Gateway, RateLimitConfig, TenantLimits};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -74,6 +74,8 @@ pub struct Options {
     pub max_body_bytes: Option<usize>,
     pub max_concurrent_invocations: Option<usize>,
     pub data_dir: Option<PathBuf>,
+    /// Per-tenant limits file contents (JSON).
+    pub tenant_limits: Option<String>,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             max_body_bytes: None,
             max_concurrent_invocations: None,
             data_dir: None,
+            tenant_limits: None,
         }
     }
 }
@@ -137,6 +140,10 @@ impl TestServer {
         }
         if let Some(c) = opts.max_concurrent_invocations {
             config.max_concurrent_invocations = c;
+        }
+        if let Some(text) = &opts.tenant_limits {
+            config.tenant_limits =
+                TenantLimits::parse_json(text).expect("test tenant limits parse");
         }
         // Small pools: many test servers live in one process.
         config.engine.pool_total_instances = 32;

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tensor_wasm_api::auth::TokenList;
 use tensor_wasm_api::config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_INVOCATIONS};
 use tensor_wasm_api::telemetry::{LogFormat, TelemetryConfig};
-use tensor_wasm_api::{ApiConfig, AuditTarget, Gateway, RateLimitConfig};
+use tensor_wasm_api::{ApiConfig, AuditTarget, Gateway, RateLimitConfig, TenantLimits};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -69,6 +69,11 @@ pub struct ServeArgs {
           default_value_t = DEFAULT_MAX_CONCURRENT_INVOCATIONS)]
     max_concurrent_invocations: usize,
 
+    /// JSON file of per-tenant limit overrides (and ceilings), e.g.
+    /// `{"free-tier": {"timeout_ms": 500, "max_memory_bytes": 33554432}}`; read at start-up.
+    #[arg(long, env = "TENSOR_WASM_TENANT_LIMITS")]
+    tenant_limits: Option<PathBuf>,
+
     /// OTLP/HTTP collector base URL; spans are exported when set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
@@ -98,6 +103,14 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map(|rps| RateLimitConfig::new(rps, args.rate_limit_burst));
     config.max_body_bytes = args.max_body_bytes;
     config.max_concurrent_invocations = args.max_concurrent_invocations;
+    if let Some(path) = &args.tenant_limits {
+        config.tenant_limits = TenantLimits::load(path)?;
+        tracing::info!(
+            tenants = config.tenant_limits.len(),
+            file = %path.display(),
+            "per-tenant limits loaded"
+        );
+    }
     config.otlp_tracing = otlp_tracing;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
     // GPU: `args.gpu` (auto|cuda|cpu|off) selects the runtime handed over in `config.gpu`.
