@@ -322,7 +322,7 @@ fn load_registry(state: &AppState) -> Result<(), StartupError> {
             );
         }
         let context = InvokeContext {
-            tenant: record.tenant.clone(),
+            tenant: record.tenant.as_str().into(),
             limits: state.limits_for(&record.tenant, &record.limits),
         };
         state.functions().insert(Arc::new(DeployedFunction {

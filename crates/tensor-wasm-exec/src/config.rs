@@ -71,14 +71,14 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct InvokeContext {
     /// Tenant that owns the function.
-    pub tenant: String,
+    pub tenant: std::sync::Arc<str>,
     /// Limits for this invocation.
     pub limits: Limits,
 }
 
 impl InvokeContext {
     /// A context for `tenant` with default limits.
-    pub fn new(tenant: impl Into<String>) -> Self {
+    pub fn new(tenant: impl Into<std::sync::Arc<str>>) -> Self {
         Self {
             tenant: tenant.into(),
             limits: Limits::default(),

@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use tensor_wasm_gpu::{GpuRuntime, GpuSession};
 use wasmtime::{
     Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    PoolingAllocationConfig, Store, Trap, UpdateDeadline, Val,
+    ModuleExport, PoolingAllocationConfig, Store, Trap, UpdateDeadline, Val,
 };
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -39,7 +39,7 @@ use crate::{EngineConfig, ExecError, InvokeContext};
 pub struct HostState {
     wasi: Option<WasiP1Ctx>,
     limiter: GuestLimiter,
-    tenant: String,
+    tenant: Arc<str>,
     gpu_runtime: Option<Arc<GpuRuntime>>,
     gpu: Option<GpuSession>,
 }
@@ -125,6 +125,9 @@ struct CompiledInner {
     pre: InstancePre<HostState>,
     blake3_hex: String,
     exports: Vec<ExportSignature>,
+    /// Pre-resolved handles of `exports`, same order: a call looks its
+    /// export up by index instead of hashing the name.
+    export_handles: Vec<ModuleExport>,
 }
 
 impl std::fmt::Debug for CompiledFunction {
@@ -153,14 +156,23 @@ impl CompiledFunction {
     }
 
     fn export(&self, name: &str) -> Result<&ExportSignature, ExecError> {
-        self.inner
+        self.export_with_handle(name).map(|(sig, _)| sig)
+    }
+
+    fn export_with_handle(
+        &self,
+        name: &str,
+    ) -> Result<(&ExportSignature, &ModuleExport), ExecError> {
+        let i = self
+            .inner
             .exports
             .iter()
-            .find(|e| e.name == name)
+            .position(|e| e.name == name)
             .ok_or_else(|| ExecError::MissingExport {
                 export: name.to_owned(),
                 available: self.export_names(),
-            })
+            })?;
+        Ok((&self.inner.exports[i], &self.inner.export_handles[i]))
     }
 
     fn export_names(&self) -> String {
@@ -312,16 +324,20 @@ impl Executor {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
-        let exports = module
+        let (exports, export_handles) = module
             .exports()
-            .filter_map(|e| e.ty().func().map(|f| ExportSignature::new(e.name(), f)))
-            .collect();
+            .filter_map(|e| {
+                let sig = ExportSignature::new(e.name(), e.ty().func()?);
+                Some((sig, module.get_export_index(e.name())?))
+            })
+            .unzip();
         Ok(CompiledFunction {
             inner: Arc::new(CompiledInner {
                 module,
                 pre,
                 blake3_hex: key.to_hex().to_string(),
                 exports,
+                export_handles,
             }),
         })
     }
@@ -334,10 +350,15 @@ impl Executor {
         args: &[serde_json::Value],
         ctx: &InvokeContext,
     ) -> Result<TypedOutcome, ExecError> {
-        let sig = f.export(export)?;
+        let (sig, handle) = f.export_with_handle(export)?;
         let params = parse_args(sig, args)?;
         let mut live = self.instantiate_with(f, ctx, None).await?;
-        live.call_parsed(export, sig, params).await
+        let func = live
+            .instance()
+            .get_module_export(&mut live.store, handle)
+            .and_then(wasmtime::Extern::into_func)
+            .ok_or_else(|| ExecError::Internal(format!("export `{export}` vanished")))?;
+        live.call_parsed(func, sig, params).await
     }
 
     /// Instantiates `f` and runs it as a WASI command: `stdin` in, stdout out.
@@ -519,12 +540,12 @@ impl LiveInstance {
         let ty = func.ty(&self.store);
         let sig = ExportSignature::new(export, &ty);
         let params = parse_args(&sig, args)?;
-        self.call_parsed(export, &sig, params).await
+        self.call_parsed(func, &sig, params).await
     }
 
     async fn call_parsed(
         &mut self,
-        export: &str,
+        func: wasmtime::Func,
         sig: &ExportSignature,
         params: Vec<TypedValue>,
     ) -> Result<TypedOutcome, ExecError> {
@@ -534,10 +555,6 @@ impl LiveInstance {
                 message: format!("result type {bad} cannot be returned by a typed call"),
             });
         }
-        let instance = self.instance();
-        let func = instance
-            .get_func(&mut self.store, export)
-            .ok_or_else(|| ExecError::Internal(format!("export `{export}` vanished")))?;
         let vals: Vec<Val> = params.into_iter().map(TypedValue::into_val).collect();
         let mut results = vec![Val::I32(0); sig.results.len()];
         if let Err(e) = func.call_async(&mut self.store, &vals, &mut results).await {

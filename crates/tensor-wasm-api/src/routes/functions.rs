@@ -208,7 +208,7 @@ async fn deploy(
         .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))??;
 
     let context = InvokeContext {
-        tenant: record.tenant.clone(),
+        tenant: record.tenant.as_str().into(),
         limits: state.limits_for(&record.tenant, &record.limits),
     };
     let f = Arc::new(DeployedFunction {
