@@ -94,8 +94,10 @@ async fn invoke(
     match call {
         Call::Typed { export, args } => {
             let span = invoke_span(&state, "typed", &id, &export);
-            let result = executor
-                .call_typed(&f.compiled, &export, &args, &f.context)
+            // Boxed: the engine's future is ~2 KB, and left inline it would
+            // be copied with the handler future at every move (measured in
+            // `benches/router.rs`).
+            let result = Box::pin(executor.call_typed(&f.compiled, &export, &args, &f.context))
                 .instrument(span)
                 .await;
             metrics
@@ -117,10 +119,14 @@ async fn invoke(
         }
         Call::Bytes { export } => {
             let span = invoke_span(&state, "bytes", &id, export.as_deref().unwrap_or("_start"));
-            let result = executor
-                .call_bytes(&f.compiled, export.as_deref(), body.to_vec(), &f.context)
-                .instrument(span)
-                .await;
+            let result = Box::pin(executor.call_bytes(
+                &f.compiled,
+                export.as_deref(),
+                body.to_vec(),
+                &f.context,
+            ))
+            .instrument(span)
+            .await;
             metrics
                 .invoke_bytes
                 .observe(started.elapsed().as_secs_f64());
