@@ -406,6 +406,27 @@ async fn delete(
         // Gone from the store (now, or by a concurrent delete): gone from the registry.
         let (_, count) = state.functions().remove(&id);
         state.metrics().functions_deployed.set(count as i64);
+        // Its snapshots hold the tenant's warmed memory: they go with it.
+        // The function is already deleted, so a failure here is logged, not
+        // returned (the files stay listed by `tensor-wasm snapshot list`).
+        let background = state.clone();
+        let function_id = id.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            background.inner.snapshots.remove_function(&function_id)
+        })
+        .await;
+        match removed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(function_id = %id, snapshots = n, "snapshots of the deleted function removed")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(function_id = %id, error = %e, "could not remove the deleted function's snapshots")
+            }
+            Err(e) => {
+                tracing::warn!(function_id = %id, error = %e, "snapshot clean-up task failed")
+            }
+        }
     }
     let result = match result {
         Ok(true) => Ok(StatusCode::NO_CONTENT),

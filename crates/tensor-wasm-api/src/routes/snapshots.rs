@@ -146,6 +146,24 @@ impl SnapshotService {
         prepared.push((snapshot_id, warm));
     }
 
+    /// Deletes every snapshot file of a deleted function and drops what is
+    /// cached for it; returns how many files went. Blocking (file system).
+    pub(crate) fn remove_function(&self, function_id: &str) -> Result<usize, SnapshotError> {
+        let listed = self.dir.list_for_function(function_id)?;
+        let mut removed = 0;
+        for (snapshot_id, _) in &listed {
+            match self.dir.delete(snapshot_id) {
+                Ok(()) | Err(SnapshotError::NotFound(_)) => removed += 1,
+                Err(e) => return Err(e),
+            }
+            lock(&self.prepared).retain(|(id, _)| id != snapshot_id);
+        }
+        lock(&self.latest).remove(function_id);
+        let prefix = format!("{function_id}:");
+        lock(&self.modules).retain(|key, _| !key.starts_with(&prefix));
+        Ok(removed)
+    }
+
     fn forget(&self, function_id: &str, snapshot_id: &str) {
         lock(&self.prepared).retain(|(id, _)| id != snapshot_id);
         let mut latest = lock(&self.latest);

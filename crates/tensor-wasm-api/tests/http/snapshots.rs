@@ -165,3 +165,44 @@ async fn damaged_snapshot_file_is_refused_with_its_own_code() {
     drop(s);
     drop(tmp);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_function_deletes_its_snapshots_and_only_its_own() {
+    let s = TestServer::start().await;
+    let doomed = s.deploy(Some(TENANT_7), "table", &wasm(TABLE_WAT)).await;
+    let kept = s.deploy(Some(TENANT_7), "table2", &wasm(TABLE_WAT)).await;
+    let mut files = Vec::new();
+    for f in [&doomed, &kept] {
+        let id = f["id"].as_str().unwrap();
+        let snap: Value = s
+            .post(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
+            .json(&json!({"init_export": "init"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let path = s
+            .data_dir
+            .join("snapshots")
+            .join(format!("{}.tensor-wasm", snap["id"].as_str().unwrap()));
+        assert!(path.exists(), "{}", path.display());
+        files.push(path);
+    }
+    let doomed_id = doomed["id"].as_str().unwrap();
+    let r = s
+        .delete(&format!("/functions/{doomed_id}"), Some(TENANT_7))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(
+        !files[0].exists(),
+        "the deleted function's snapshot is still on disk"
+    );
+    assert!(files[1].exists(), "another function's snapshot was removed");
+    // The surviving function still serves warm calls from its snapshot.
+    let (status, warm) = invoke_from(&s, TENANT_7, kept["id"].as_str().unwrap(), "latest", 3).await;
+    assert_eq!((status, &warm["results"]), (200, &json!([22])), "{warm}");
+}
