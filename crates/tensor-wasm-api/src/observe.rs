@@ -90,6 +90,8 @@ where
         // skip it (see `telemetry::not_request_span`), so without OTLP it
         // would be pure cost on every request.
         let span = if self.state.inner.otel {
+            // The name must stay equal to `REQUEST_SPAN` (the log filter
+            // matches it); `tracing` needs a literal here.
             let span = tracing::info_span!(
                 "request",
                 method,
