@@ -158,6 +158,14 @@ fn main() {
         .expect("json");
         let path = format!("/functions/{}/invoke", v["id"].as_str().expect("id"));
         let g = drive(&router, || invoke_request(&path, Some(TOKEN))).await;
+        // `GATEWAY_ONLY=N`: N more gateway passes, for profiling with perf.
+        let extra: usize = std::env::var("GATEWAY_ONLY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        for _ in 0..extra {
+            drive(&router, || invoke_request(&path, Some(TOKEN))).await;
+        }
 
         println!("one request through the router, no network, {ITERS} iterations each:");
         report("hello route (GET /)", &h);
