@@ -1,0 +1,413 @@
+//! Snapshot routes: create, list and delete snapshots of a function's warmed
+//! instance, and invoke from one.
+//!
+//! - `POST   /functions/{id}/snapshots` — body `{"init_export": "init"}`
+//!   (optional): instantiate, call the init export, capture, write
+//!   `<data>/snapshots/<snapshot_id>.tensor-wasm` → `201` with the snapshot.
+//! - `GET    /functions/{id}/snapshots` — the function's snapshots, newest first.
+//! - `DELETE /functions/{id}/snapshots/{snapshot_id}` → `204`.
+//! - `POST   /functions/{id}/snapshots/{snapshot_id}/invoke` (`snapshot_id`
+//!   may be `latest`) — a typed call (`{"export","args"}`, as for `invoke`) on
+//!   a fresh instance that starts in the snapshot's state.
+//!
+//! Invoking from a snapshot is explicit: the plain invoke route keeps its
+//! semantics (a fresh, cold instance), so a refused snapshot (corrupt, too
+//! new after a rollback) never changes what a plain invocation does.
+//! Snapshots are prepared once — verified, baked into a copy-on-write module
+//! image and compiled (disk-cached) — and then start instances as cheaply as a
+//! cold instantiation. Preparation runs right after a create, for the newest
+//! snapshot of every function in a background thread at start-up
+//! ([`preload`]), and otherwise on first use.
+//!
+//! Creates and deletes are audited (`snapshot.create`, `snapshot.delete`,
+//! target `snapshot` = the id); every operation is counted in
+//! `tensor_wasm_snapshots_total{action,outcome}` (`outcome` is `ok` or the
+//! error code, e.g. `snapshot_newer_version`).
+
+mod invoke;
+mod service;
+
+pub use service::SnapshotService;
+pub(crate) use service::preload;
+use service::{lock, module_for};
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path as AxumPath, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, post};
+use serde::{Deserialize, Serialize};
+use tensor_wasm_snapshot::{
+    SnapshotError, SnapshotHeader, SnapshotMeta, WarmStart, warm_and_capture,
+};
+
+use crate::audit::{AuditLog, AuditRecord, AuditTargetRef, Outcome};
+use crate::error::{ApiError, error_body};
+use crate::limits::{is_json, media_type, read_body};
+use crate::state::{AppState, Caller, DeployedFunction};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/functions/{id}/snapshots", post(create).get(list))
+        .route("/functions/{id}/snapshots/{snapshot_id}", delete(remove))
+        .route(
+            "/functions/{id}/snapshots/{snapshot_id}/invoke",
+            post(invoke::invoke),
+        )
+}
+
+/// Why a snapshot request failed: a gateway error, or a snapshot error with
+/// its own status and code.
+enum SnapshotFailure {
+    Api(ApiError),
+    Snapshot(SnapshotError),
+    Internal(String),
+}
+
+impl From<ApiError> for SnapshotFailure {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl From<SnapshotError> for SnapshotFailure {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Exec(e) => Self::Api(ApiError::Exec(e)),
+            other => Self::Snapshot(other),
+        }
+    }
+}
+
+impl SnapshotFailure {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Api(e) => e.status(),
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Snapshot(e) => match e {
+                SnapshotError::NotFound(_) => StatusCode::NOT_FOUND,
+                SnapshotError::InvalidModule(_) => StatusCode::BAD_REQUEST,
+                SnapshotError::Io { .. } | SnapshotError::SigningKey { .. } => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                // The snapshot (or the module) cannot be used: refused, not a server fault.
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Api(e) => e.code(),
+            Self::Internal(_) => "internal",
+            Self::Snapshot(e) => e.code(),
+        }
+    }
+}
+
+impl IntoResponse for SnapshotFailure {
+    fn into_response(self) -> Response {
+        let (status, code) = (self.status(), self.code());
+        let message = match self {
+            Self::Api(e) => return e.into_response(),
+            Self::Internal(m) => {
+                tracing::error!(error = %m, "snapshot request failed");
+                "internal error".to_string()
+            }
+            Self::Snapshot(e) => {
+                if status.is_server_error() {
+                    tracing::error!(error = %e, code, "snapshot request failed");
+                }
+                e.to_string()
+            }
+        };
+        let mut resp = (status, error_body(code, &message)).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+/// The `{id}` / `{snapshot_id}` path segments.
+struct SnapshotPath {
+    function_id: String,
+    snapshot_id: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SnapshotPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        AxumPath::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map(|AxumPath((function_id, snapshot_id))| Self {
+                function_id,
+                snapshot_id,
+            })
+            .map_err(|e| ApiError::InvalidRequest(format!("bad path: {e}")))
+    }
+}
+
+/// A snapshot as the API shows it.
+#[derive(Debug, Serialize)]
+struct SnapshotView {
+    id: String,
+    function_id: String,
+    created_at: String,
+    module_blake3: String,
+    init_export: Option<String>,
+    format_version: u16,
+    memory_bytes: u64,
+    stored_bytes: u64,
+    file_bytes: u64,
+    signed: bool,
+}
+
+impl SnapshotView {
+    fn new(id: &str, function_id: &str, h: &SnapshotHeader) -> Self {
+        Self {
+            id: id.to_owned(),
+            function_id: function_id.to_owned(),
+            created_at: h.created_at.clone(),
+            module_blake3: h.module_blake3.clone(),
+            init_export: h.meta.init_export.clone(),
+            format_version: h.format_version,
+            memory_bytes: h.memory_bytes,
+            stored_bytes: h.stored_bytes,
+            file_bytes: h.file_len,
+            signed: h.signed,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    init_export: Option<String>,
+}
+
+fn target(f: &DeployedFunction, snapshot: Option<&str>) -> AuditTargetRef {
+    AuditTargetRef {
+        function_id: Some(f.record.id.0.clone()),
+        function_name: Some(f.record.name.clone()),
+        tenant: Some(f.record.tenant.clone()),
+        snapshot: snapshot.map(str::to_owned),
+        ..Default::default()
+    }
+}
+
+/// Audits a finished state change with the snapshot error's own code.
+fn audit(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    result: Result<u16, &SnapshotFailure>,
+    target: &AuditTargetRef,
+) {
+    let (outcome, status, error) = match result {
+        Ok(status) => (Outcome::Success, status, None),
+        Err(SnapshotFailure::Api(e)) => {
+            return state.audit(caller, action, Outcome::Failure, &Err(e), target);
+        }
+        Err(e) => (Outcome::Failure, e.status().as_u16(), Some(e.code())),
+    };
+    let trace_id = caller.ctx.trace_id(state.inner.otel);
+    state.inner.audit.write(&AuditRecord {
+        time: AuditLog::now(),
+        action,
+        outcome,
+        status,
+        actor: &caller.actor,
+        target,
+        request_id: &caller.ctx.request_id,
+        trace_id: trace_id.as_deref(),
+        method: caller.ctx.method,
+        route: caller.ctx.route,
+        error,
+    });
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    AxumPath(id): AxumPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, SnapshotFailure> {
+    let f = state.function_for(&caller, &id, "snapshot.create")?;
+    let result = create_inner(&state, &f, &headers, body).await;
+    let service = &state.inner.snapshots;
+    match &result {
+        Ok((view, _)) => {
+            service.count("create", "ok");
+            tracing::info!(function_id = %id, snapshot_id = %view.id, "snapshot created");
+            audit(
+                &state,
+                &caller,
+                "snapshot.create",
+                Ok(201),
+                &target(&f, Some(&view.id)),
+            );
+        }
+        Err(e) => {
+            service.count("create", e.code());
+            audit(
+                &state,
+                &caller,
+                "snapshot.create",
+                Err(e),
+                &target(&f, None),
+            );
+        }
+    }
+    let (view, warm) = result?;
+    // Prepare the fast path now, off the request, so the first invoke is warm.
+    let background = state.clone();
+    let snapshot_id = view.id.clone();
+    let context = f.context.clone();
+    tokio::spawn(async move {
+        let service = &background.inner.snapshots;
+        if let Ok(Ok(prepared)) = tokio::task::spawn_blocking(warm).await {
+            // The first instantiation builds the copy-on-write memory image.
+            let _ = prepared.instantiate(background.executor(), &context).await;
+            service.remember(snapshot_id, Arc::new(prepared));
+        }
+    });
+    let mut resp = (StatusCode::CREATED, axum::Json(view)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+type Preparation = Box<dyn FnOnce() -> Result<WarmStart, SnapshotError> + Send>;
+
+async fn create_inner(
+    state: &AppState,
+    f: &Arc<DeployedFunction>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(SnapshotView, Preparation), SnapshotFailure> {
+    let body = read_body(headers, body, state.max_body_bytes()).await?;
+    let request: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateBody::default()
+    } else if is_json(&media_type(headers)) || headers.get(header::CONTENT_TYPE).is_none() {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?
+    } else {
+        return Err(ApiError::UnsupportedMediaType(media_type(headers)).into());
+    };
+    let service = &state.inner.snapshots;
+    let key = service.key()?.cloned();
+    let module = module_for(state, f).await?;
+
+    // Warming runs guest code: it takes an invocation slot like any call.
+    let Ok(permit) = state.inner.invocations.clone().try_acquire_owned() else {
+        return Err(ApiError::Overloaded.into());
+    };
+    let meta = SnapshotMeta {
+        function_id: Some(f.record.id.0.clone()),
+        function_name: Some(f.record.name.clone()),
+        tenant: Some(f.record.tenant.clone()),
+        ..SnapshotMeta::default()
+    };
+    let mut snapshot = warm_and_capture(
+        state.executor(),
+        &module,
+        request.init_export.as_deref(),
+        &f.context,
+        meta,
+    )
+    .await?;
+    drop(permit);
+
+    let dir = service.dir.clone();
+    let (snapshot, id, path) = tokio::task::spawn_blocking(move || {
+        let (id, path) = dir.save(&mut snapshot, key.as_ref(), None)?;
+        Ok::<_, SnapshotError>((snapshot, id, path))
+    })
+    .await
+    .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))??;
+    let header = tensor_wasm_snapshot::dir::read_header_file(&path)?;
+    lock(&service.latest).insert(f.record.id.0.clone(), id.clone());
+
+    let executor = state.executor().clone();
+    let prepare: Preparation =
+        Box::new(move || WarmStart::prepare(&executor, &module, Arc::new(snapshot)));
+    Ok((SnapshotView::new(&id, &f.record.id.0, &header), prepare))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    AxumPath(id): AxumPath<String>,
+) -> Result<Response, SnapshotFailure> {
+    let f = state.function_for(&caller, &id, "snapshot.list")?;
+    let service = &state.inner.snapshots;
+    let dir = service.dir.clone();
+    let function_id = f.record.id.0.clone();
+    let listed = tokio::task::spawn_blocking(move || dir.list_for_function(&function_id))
+        .await
+        .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))?;
+    let listed = match listed {
+        Ok(l) => {
+            service.count("list", "ok");
+            l
+        }
+        Err(e) => {
+            service.count("list", e.code());
+            return Err(e.into());
+        }
+    };
+    let views: Vec<SnapshotView> = listed
+        .iter()
+        .rev()
+        .map(|(sid, h)| SnapshotView::new(sid, &id, h))
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "snapshots": views })).into_response())
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: SnapshotPath,
+) -> Result<StatusCode, SnapshotFailure> {
+    let f = state.function_for(&caller, &path.function_id, "snapshot.delete")?;
+    let service = &state.inner.snapshots;
+    let dir = service.dir.clone();
+    let (function_id, snapshot_id) = (path.function_id.clone(), path.snapshot_id.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        // Only a snapshot of this function may be deleted through it.
+        let owned = dir
+            .path_of(&snapshot_id)
+            .and_then(|p| tensor_wasm_snapshot::dir::read_header_file(&p))
+            .is_ok_and(|h| h.meta.function_id.as_deref() == Some(function_id.as_str()));
+        if !owned {
+            return Err(SnapshotError::NotFound(snapshot_id));
+        }
+        dir.delete(&snapshot_id)
+    })
+    .await
+    .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))
+    .and_then(|r| r.map_err(SnapshotFailure::from));
+    let target = target(&f, Some(&path.snapshot_id));
+    match &result {
+        Ok(()) => {
+            service.forget(&path.function_id, &path.snapshot_id);
+            service.count("delete", "ok");
+            audit(&state, &caller, "snapshot.delete", Ok(204), &target);
+        }
+        Err(e) => {
+            service.count("delete", e.code());
+            audit(&state, &caller, "snapshot.delete", Err(e), &target);
+        }
+    }
+    result.map(|()| StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,242 @@
+//! The snapshot service: the snapshot directory, the signing key, caches of
+//! instrumented modules and prepared snapshots, and the start-up preload.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tensor_wasm_snapshot::dir::{SIGNING_KEY_FILE, load_signing_key};
+use tensor_wasm_snapshot::{
+    SigningKey, SnapshotDir, SnapshotError, SnapshotModule, VerifyPolicy, WarmStart,
+};
+
+use crate::error::ApiError;
+use crate::state::{AppState, DeployedFunction};
+
+use super::SnapshotFailure;
+
+/// Prepared snapshots kept in memory (each holds a compiled module and its
+/// memory image); beyond this the oldest-inserted is dropped.
+const MAX_PREPARED: usize = 64;
+
+/// Labels of `tensor_wasm_snapshots_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SnapshotLabels {
+    action: &'static str,
+    outcome: &'static str,
+}
+
+/// Snapshot state shared by the routes: directory, signing key, metrics and
+/// caches of instrumented modules and prepared snapshots.
+pub struct SnapshotService {
+    pub(super) dir: SnapshotDir,
+    pub(super) signing_key: Result<Option<SigningKey>, String>,
+    total: Family<SnapshotLabels, Counter>,
+    pub(super) modules: Mutex<HashMap<String, SnapshotModule>>,
+    pub(super) prepared: Mutex<Vec<(String, Arc<WarmStart>)>>,
+    pub(super) latest: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for SnapshotService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotService")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotService {
+    /// Registers `tensor_wasm_snapshots_total` and reads the signing key
+    /// (`<data>/snapshot-signing.key`, when present: snapshots are then signed
+    /// and must carry its signature to be used).
+    pub fn register(registry: &mut Registry, data_dir: &Path) -> Self {
+        let total = Family::<SnapshotLabels, Counter>::default();
+        registry.register(
+            "tensor_wasm_snapshots",
+            "Snapshot operations by action (create, list, delete, restore, preload) and outcome",
+            total.clone(),
+        );
+        let key_path = data_dir.join(SIGNING_KEY_FILE);
+        let signing_key = if key_path.exists() {
+            load_signing_key(&key_path).map(Some).map_err(|e| {
+                tracing::error!(error = %e, "snapshot signing key unusable; snapshot operations will fail");
+                e.to_string()
+            })
+        } else {
+            Ok(None)
+        };
+        Self {
+            dir: SnapshotDir::in_data_dir(data_dir),
+            signing_key,
+            total,
+            modules: Mutex::default(),
+            prepared: Mutex::default(),
+            latest: Mutex::default(),
+        }
+    }
+
+    pub(super) fn count(&self, action: &'static str, outcome: &'static str) {
+        self.total
+            .get_or_create(&SnapshotLabels { action, outcome })
+            .inc();
+    }
+
+    pub(super) fn key(&self) -> Result<Option<&SigningKey>, SnapshotFailure> {
+        self.signing_key
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(|e| SnapshotFailure::Internal(format!("snapshot signing key: {e}")))
+    }
+
+    pub(super) fn policy(&self) -> Result<VerifyPolicy, SnapshotFailure> {
+        Ok(self.key()?.map(VerifyPolicy::require).unwrap_or_default())
+    }
+
+    pub(super) fn prepared(&self, snapshot_id: &str) -> Option<Arc<WarmStart>> {
+        lock(&self.prepared)
+            .iter()
+            .find(|(id, _)| id == snapshot_id)
+            .map(|(_, w)| w.clone())
+    }
+
+    pub(super) fn remember(&self, snapshot_id: String, warm: Arc<WarmStart>) {
+        let mut prepared = lock(&self.prepared);
+        prepared.retain(|(id, _)| *id != snapshot_id);
+        if prepared.len() >= MAX_PREPARED {
+            prepared.remove(0);
+        }
+        prepared.push((snapshot_id, warm));
+    }
+
+    /// Deletes every snapshot file of a deleted function and drops what is
+    /// cached for it; returns how many files went. Blocking (file system).
+    pub(crate) fn remove_function(&self, function_id: &str) -> Result<usize, SnapshotError> {
+        let listed = self.dir.list_for_function(function_id)?;
+        let mut removed = 0;
+        for (snapshot_id, _) in &listed {
+            match self.dir.delete(snapshot_id) {
+                Ok(()) | Err(SnapshotError::NotFound(_)) => removed += 1,
+                Err(e) => return Err(e),
+            }
+            lock(&self.prepared).retain(|(id, _)| id != snapshot_id);
+        }
+        lock(&self.latest).remove(function_id);
+        let prefix = format!("{function_id}:");
+        lock(&self.modules).retain(|key, _| !key.starts_with(&prefix));
+        Ok(removed)
+    }
+
+    pub(super) fn forget(&self, function_id: &str, snapshot_id: &str) {
+        lock(&self.prepared).retain(|(id, _)| id != snapshot_id);
+        let mut latest = lock(&self.latest);
+        if latest.get(function_id).is_some_and(|l| l == snapshot_id) {
+            latest.remove(function_id);
+        }
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The function's instrumented module, instrumented and compiled once.
+pub(super) async fn module_for(
+    state: &AppState,
+    f: &Arc<DeployedFunction>,
+) -> Result<SnapshotModule, SnapshotFailure> {
+    let (state, f) = (state.clone(), f.clone());
+    tokio::task::spawn_blocking(move || module_for_blocking(&state, &f))
+        .await
+        .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))?
+}
+
+pub(super) fn module_for_blocking(
+    state: &AppState,
+    f: &DeployedFunction,
+) -> Result<SnapshotModule, SnapshotFailure> {
+    let service = &state.inner.snapshots;
+    let key = format!("{}:{}", f.record.id.0, f.record.blake3);
+    if let Some(m) = lock(&service.modules).get(&key) {
+        return Ok(m.clone());
+    }
+    let wasm = state
+        .store()
+        .wasm(&f.record.id)
+        .map_err(|e| SnapshotFailure::Api(e.into()))?
+        .ok_or(SnapshotFailure::Api(ApiError::FunctionNotFound))?;
+    let module = SnapshotModule::prepare(state.executor(), &wasm)?;
+    lock(&service.modules).insert(key, module.clone());
+    Ok(module)
+}
+
+/// Prepares the newest snapshot of every deployed function in a background
+/// thread, so the first invocation from a snapshot after a restart is as
+/// warm as any other. Failures are logged and counted; they only leave that
+/// snapshot to be prepared (or refused) on first use.
+pub(crate) fn preload(state: &AppState) {
+    let state = state.clone();
+    let spawned = std::thread::Builder::new()
+        .name("tensor-wasm-snapshot-preload".into())
+        .spawn(move || {
+            let service = &state.inner.snapshots;
+            let Ok(listed) = service.dir.list() else {
+                return;
+            };
+            let mut newest: HashMap<String, String> = HashMap::new();
+            for entry in listed {
+                if let Ok(h) = &entry.header
+                    && let Some(fid) = &h.meta.function_id
+                {
+                    // `list` is oldest first: the last one seen wins.
+                    newest.insert(fid.clone(), entry.id);
+                }
+            }
+            // Wasmtime builds a module's copy-on-write memory image on its first
+            // instantiation: do that here, not in the first request.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok();
+            let mut prepared = 0usize;
+            for (function_id, snapshot_id) in newest.into_iter().take(MAX_PREPARED) {
+                let Some(f) = state.functions().get(&function_id) else {
+                    continue;
+                };
+                lock(&service.latest).insert(function_id.clone(), snapshot_id.clone());
+                let result = service.policy().and_then(|policy| {
+                    let module = module_for_blocking(&state, &f)?;
+                    let snapshot = service.dir.load(&snapshot_id, &policy, None)?;
+                    Ok(WarmStart::prepare(
+                        state.executor(),
+                        &module,
+                        Arc::new(snapshot),
+                    )?)
+                });
+                match result {
+                    Ok(warm) => {
+                        if let Some(rt) = &runtime {
+                            let _ = rt.block_on(warm.instantiate(state.executor(), &f.context));
+                        }
+                        service.remember(snapshot_id, Arc::new(warm));
+                        service.count("preload", "ok");
+                        prepared += 1;
+                    }
+                    Err(e) => {
+                        service.count("preload", e.code());
+                        tracing::warn!(%function_id, %snapshot_id, code = e.code(),
+                            "snapshot not preloaded; it will be prepared or refused on first use");
+                    }
+                }
+            }
+            if prepared > 0 {
+                tracing::info!(prepared, "snapshots preloaded");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the snapshot preload thread");
+    }
+}
