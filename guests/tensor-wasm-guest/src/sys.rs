@@ -6,30 +6,11 @@
 
 #![allow(missing_docs)]
 
-/// Import module name.
-pub const MODULE: &str = "tw_gpu_v1";
-
-pub const OK: i32 = 0;
-pub const ERR_INVALID_POINTER: i32 = -1;
-pub const ERR_INVALID_HANDLE: i32 = -2;
-pub const ERR_INVALID_ARGUMENT: i32 = -3;
-pub const ERR_ARG_MISMATCH: i32 = -4;
-pub const ERR_OUT_OF_RANGE: i32 = -5;
-pub const ERR_QUOTA_MEMORY: i32 = -6;
-pub const ERR_QUOTA_LAUNCHES: i32 = -7;
-pub const ERR_NEEDS_CUDA: i32 = -8;
-pub const ERR_KERNEL_LOAD: i32 = -9;
-pub const ERR_DEVICE: i32 = -10;
-pub const ERR_TOO_MANY_HANDLES: i32 = -11;
-pub const ERR_NO_MEMORY: i32 = -12;
-
-pub const ARG_BUFFER: u32 = 1;
-pub const ARG_I32: u32 = 2;
-pub const ARG_U32: u32 = 3;
-pub const ARG_I64: u32 = 4;
-pub const ARG_U64: u32 = 5;
-pub const ARG_F32: u32 = 6;
-pub const ARG_F64: u32 = 7;
+// The import module name, error codes and argument tags: the host's own
+// file, compiled here too so the two sides cannot drift apart.
+#[path = "../../../crates/tensor-wasm-gpu/src/abi_codes.rs"]
+mod codes;
+pub use codes::*;
 
 macro_rules! imports {
     ($( fn $name:ident ( $($arg:ident : $ty:ty),* ) -> i32; )*) => {
