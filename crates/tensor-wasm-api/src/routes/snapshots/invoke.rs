@@ -135,8 +135,13 @@ pub(super) async fn invoke(
         return Err(ApiError::Overloaded.into());
     };
     let started = Instant::now();
-    let span = tracing::info_span!("invoke", mode = "snapshot", function_id = %path.function_id,
-        snapshot_id = %snapshot_id, export = %export);
+    // Like the plain invoke route: a span only when spans are exported.
+    let span = if state.inner.otel {
+        tracing::info_span!("invoke", mode = "snapshot", function_id = %path.function_id,
+            snapshot_id = %snapshot_id, export = %export)
+    } else {
+        tracing::Span::none()
+    };
     let result = tracing::Instrument::instrument(
         warm.call_typed(state.executor(), &export, &call.args, &f.context),
         span,
