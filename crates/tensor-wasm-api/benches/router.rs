@@ -12,7 +12,7 @@
 //! Run: `cargo bench -p tensor-wasm-api --bench router`
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -34,31 +34,9 @@ const TOKEN: &str = "bench-admin-token-0123456789";
 const BODY: &str = r#"{"export":"add","args":[2,3]}"#;
 const ITERS: usize = 50_000;
 
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
-    let total: Duration = samples.iter().sum();
-    Stats {
-        p50: pick(0.50),
-        p99: pick(0.99),
-        mean: total / samples.len() as u32,
-    }
-}
-
-fn report(name: &str, s: &Stats) {
-    println!(
-        "{name:<40} p50 {:>7.2} µs   p99 {:>7.2} µs   mean {:>7.2} µs",
-        s.p50.as_secs_f64() * 1e6,
-        s.p99.as_secs_f64() * 1e6,
-        s.mean.as_secs_f64() * 1e6
-    );
-}
+#[path = "../../../benches/percentiles.rs"]
+mod percentiles;
+use percentiles::{Stats, report, stats};
 
 /// Times `ITERS` requests built by `make` (after a warm-up); each response
 /// must be 200 and its body is read in full.

@@ -7,7 +7,7 @@
 //!
 //! Run: `cargo bench -p tensor-wasm-exec --bench invoke`
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 use tensor_wasm_exec::{EngineConfig, Executor, InvokeContext, Limits};
@@ -17,31 +17,9 @@ const ADD: &str = r#"(module (func (export "add") (param i32 i32) (result i32)
 
 const ITERS: usize = 20_000;
 
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
-    let total: Duration = samples.iter().sum();
-    Stats {
-        p50: pick(0.50),
-        p99: pick(0.99),
-        mean: total / samples.len() as u32,
-    }
-}
-
-fn report(name: &str, s: &Stats) {
-    println!(
-        "{name:<44} p50 {:>8.2} µs   p99 {:>8.2} µs   mean {:>8.2} µs",
-        s.p50.as_secs_f64() * 1e6,
-        s.p99.as_secs_f64() * 1e6,
-        s.mean.as_secs_f64() * 1e6
-    );
-}
+#[path = "../../../benches/percentiles.rs"]
+mod percentiles;
+use percentiles::{Stats, report, stats};
 
 fn bare_wasmtime(config: &wasmtime::Config) -> Stats {
     let engine = wasmtime::Engine::new(config).expect("engine");
