@@ -22,6 +22,12 @@ pub const DEFAULT_MAX_CONCURRENT_INVOCATIONS: usize = 512;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Longest invocation timeout a function or tenant may be given.
 pub const MAX_TIMEOUT_MS: u64 = 300_000;
+/// Default server-wide ceiling on a function's timeout when its tenant has
+/// no override (`TENSOR_WASM_API_MAX_TIMEOUT_MS`): 60 s.
+pub const DEFAULT_CEILING_TIMEOUT_MS: u64 = 60_000;
+/// Default server-wide ceiling on a function's memory limit when its tenant
+/// has no override (`TENSOR_WASM_API_MAX_MEMORY_BYTES`): 256 MiB.
+pub const DEFAULT_CEILING_MEMORY_BYTES: u64 = 256 << 20;
 /// Largest stdout cap a function or tenant may be given.
 pub const MAX_OUTPUT_BYTES: u64 = 64 << 20;
 /// Smallest memory cap a function or tenant may be given (one Wasm page).
@@ -44,6 +50,19 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Invocations allowed to run at once; more answer `503` (`TENSOR_WASM_API_MAX_CONCURRENT_INVOCATIONS`).
     pub max_concurrent_invocations: usize,
+    /// One tenant's invocations allowed to run at once unless the tenant
+    /// limits file says otherwise; more answer `429`
+    /// (`TENSOR_WASM_API_TENANT_MAX_CONCURRENT_INVOCATIONS`). `None`: a
+    /// quarter of `max_concurrent_invocations`.
+    pub tenant_max_concurrent_invocations: Option<usize>,
+    /// Most memory the running invocations' limits may add up to; past it
+    /// `503` (`TENSOR_WASM_API_MEMORY_BUDGET_BYTES`). `None`: the machine's
+    /// physical memory.
+    pub memory_budget_bytes: Option<u64>,
+    /// Server-wide ceilings on per-function `timeout_ms` and
+    /// `max_memory_bytes` for tenants whose limits file entry sets none
+    /// (`TENSOR_WASM_API_MAX_TIMEOUT_MS`, `TENSOR_WASM_API_MAX_MEMORY_BYTES`).
+    pub ceiling: FunctionLimits,
     /// Limits applied to invocations unless a tenant or function overrides them.
     pub default_limits: tensor_wasm_exec::Limits,
     /// Per-tenant overrides of `default_limits`, which are also the ceiling
@@ -71,6 +90,13 @@ impl ApiConfig {
             rate_limit: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrent_invocations: DEFAULT_MAX_CONCURRENT_INVOCATIONS,
+            tenant_max_concurrent_invocations: None,
+            memory_budget_bytes: None,
+            ceiling: FunctionLimits {
+                timeout_ms: Some(DEFAULT_CEILING_TIMEOUT_MS),
+                max_memory_bytes: Some(DEFAULT_CEILING_MEMORY_BYTES),
+                ..FunctionLimits::default()
+            },
             default_limits: tensor_wasm_exec::Limits::default(),
             tenant_limits: TenantLimits::default(),
             engine: tensor_wasm_exec::EngineConfig::default(),
@@ -95,6 +121,12 @@ impl std::fmt::Debug for ApiConfig {
                 "max_concurrent_invocations",
                 &self.max_concurrent_invocations,
             )
+            .field(
+                "tenant_max_concurrent_invocations",
+                &self.tenant_max_concurrent_invocations,
+            )
+            .field("memory_budget_bytes", &self.memory_budget_bytes)
+            .field("ceiling", &self.ceiling)
             .field("default_limits", &self.default_limits)
             .field("tenant_limits", &self.tenant_limits)
             .field("engine", &self.engine)
@@ -168,6 +200,8 @@ impl RateLimitConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantLimits {
     by_tenant: HashMap<String, FunctionLimits>,
+    concurrency: HashMap<String, usize>,
+    raw_ptx: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +211,9 @@ struct TenantLimitsEntry {
     max_memory_bytes: Option<u64>,
     fuel: Option<u64>,
     max_output_bytes: Option<u64>,
+    max_concurrent_invocations: Option<usize>,
+    #[serde(default)]
+    raw_ptx: bool,
 }
 
 /// Why a tenant limits file was refused.
@@ -193,7 +230,8 @@ pub enum TenantLimitsError {
     /// The file is not a JSON object of tenant objects with known fields.
     #[error(
         "tenant limits: {0} (expected a JSON object like {{\"TENANT\": {{\"timeout_ms\": 500}}}} \
-         with fields timeout_ms, max_memory_bytes, fuel, max_output_bytes)"
+         with fields timeout_ms, max_memory_bytes, fuel, max_output_bytes, \
+         max_concurrent_invocations, raw_ptx)"
     )]
     Syntax(String),
     /// A tenant id or a value is out of range.
@@ -207,6 +245,8 @@ impl TenantLimits {
         let raw: HashMap<String, TenantLimitsEntry> =
             serde_json::from_str(text).map_err(|e| TenantLimitsError::Syntax(e.to_string()))?;
         let mut by_tenant = HashMap::with_capacity(raw.len());
+        let mut concurrency = HashMap::new();
+        let mut raw_ptx = Vec::new();
         for (tenant, e) in raw {
             if !is_valid_tenant(&tenant) {
                 return Err(TenantLimitsError::Invalid(format!(
@@ -221,9 +261,25 @@ impl TenantLimits {
             };
             check_limit_values(&limits, u64::MAX, "")
                 .map_err(|m| TenantLimitsError::Invalid(format!("tenant `{tenant}`: {m}")))?;
+            if let Some(n) = e.max_concurrent_invocations {
+                if n == 0 {
+                    return Err(TenantLimitsError::Invalid(format!(
+                        "tenant `{tenant}`: `max_concurrent_invocations` must be at least 1"
+                    )));
+                }
+                concurrency.insert(tenant.clone(), n);
+            }
+            if e.raw_ptx {
+                raw_ptx.push(tenant.clone());
+            }
             by_tenant.insert(tenant, limits);
         }
-        Ok(Self { by_tenant })
+        raw_ptx.sort();
+        Ok(Self {
+            by_tenant,
+            concurrency,
+            raw_ptx,
+        })
     }
 
     /// Reads and parses a file.
@@ -238,6 +294,16 @@ impl TenantLimits {
     /// The overrides of one tenant, if any.
     pub fn get(&self, tenant: &str) -> Option<&FunctionLimits> {
         self.by_tenant.get(tenant)
+    }
+
+    /// Tenants with their own bound on concurrent invocations.
+    pub fn concurrency_overrides(&self) -> &HashMap<String, usize> {
+        &self.concurrency
+    }
+
+    /// Tenants allowed to load raw PTX (`"raw_ptx": true`), sorted.
+    pub fn raw_ptx_tenants(&self) -> &[String] {
+        &self.raw_ptx
     }
 
     /// Number of tenants with overrides.
@@ -371,6 +437,18 @@ mod tests {
         );
         assert!(err(r#"{"free": {"max_memory_bytes": 1}}"#).contains("at least 65536"));
         assert!(err(r#"{"free": {"fuel": 0}}"#).contains("`fuel` must be at least 1"));
+
+        assert!(
+            err(r#"{"free": {"max_concurrent_invocations": 0}}"#)
+                .contains("`max_concurrent_invocations` must be at least 1")
+        );
+        let shares = TenantLimits::parse_json(
+            r#"{"a": {"max_concurrent_invocations": 3, "raw_ptx": true}, "b": {"raw_ptx": false}}"#,
+        )
+        .unwrap();
+        assert_eq!(shares.concurrency_overrides().get("a"), Some(&3));
+        assert_eq!(shares.concurrency_overrides().get("b"), None);
+        assert_eq!(shares.raw_ptx_tenants(), ["a".to_owned()]);
 
         let big = TenantLimits::parse_json(r#"{"x": {"max_memory_bytes": 1073741824}}"#).unwrap();
         assert!(

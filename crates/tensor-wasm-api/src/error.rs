@@ -49,6 +49,25 @@ pub enum ApiError {
     /// The invocation concurrency bound is reached.
     #[error("too many invocations in flight; retry shortly")]
     Overloaded,
+    /// The caller's tenant already runs as many invocations as its share allows.
+    #[error(
+        "tenant `{tenant}` already runs {limit} invocations, its concurrency share; retry shortly"
+    )]
+    TenantConcurrencyLimited {
+        /// The tenant.
+        tenant: String,
+        /// Its bound on concurrent invocations.
+        limit: usize,
+    },
+    /// Starting this invocation would take the memory reserved by running
+    /// invocations past the server's budget.
+    #[error(
+        "the server's invocation memory budget of {budget_bytes} bytes is in use; retry shortly"
+    )]
+    MemoryBudgetExhausted {
+        /// The configured budget.
+        budget_bytes: u64,
+    },
     /// The engine refused or failed the call.
     #[error(transparent)]
     Exec(#[from] ExecError),
@@ -77,8 +96,12 @@ impl ApiError {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overloaded | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } | Self::TenantConcurrencyLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::Overloaded | Self::MemoryBudgetExhausted { .. } | Self::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Exec(e) => match e {
                 ExecError::InvalidModule(_)
                 | ExecError::MissingExport { .. }
@@ -112,6 +135,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Overloaded => "overloaded",
+            Self::TenantConcurrencyLimited { .. } => "tenant_concurrency_limited",
+            Self::MemoryBudgetExhausted { .. } => "memory_budget_exhausted",
             Self::NotReady(_) => "not_ready",
             Self::Exec(e) => e.code(),
             Self::Store(StoreError::AlreadyExists(_)) => "conflict",
@@ -123,7 +148,11 @@ impl ApiError {
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            Self::Overloaded | Self::NotReady(_) | Self::Exec(ExecError::Busy) => Some(1),
+            Self::Overloaded
+            | Self::TenantConcurrencyLimited { .. }
+            | Self::MemoryBudgetExhausted { .. }
+            | Self::NotReady(_)
+            | Self::Exec(ExecError::Busy) => Some(1),
             _ => None,
         }
     }
@@ -176,7 +205,10 @@ impl IntoResponse for ApiError {
         if status.is_server_error()
             && !matches!(
                 self,
-                Self::Overloaded | Self::NotReady(_) | Self::Exec(ExecError::Busy)
+                Self::Overloaded
+                    | Self::MemoryBudgetExhausted { .. }
+                    | Self::NotReady(_)
+                    | Self::Exec(ExecError::Busy)
             )
         {
             // Logged by the outermost layer, which knows the request id.

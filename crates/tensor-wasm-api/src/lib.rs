@@ -12,6 +12,7 @@
 //! in-memory map; the store is written before the map changes, so what a
 //! client sees is always durable.
 
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod config;

@@ -155,6 +155,19 @@ pub struct GatewayMetrics {
     pub panics: Counter,
     /// `tensor_wasm_audit_write_errors_total`.
     pub audit_errors: Counter,
+    /// `tensor_wasm_invocations_refused_total{tenant,reason}`: invocations
+    /// turned away before they ran (tenant share, global slots, memory budget).
+    pub refused: Family<RefusalLabels, Counter>,
+}
+
+/// Labels of `tensor_wasm_invocations_refused_total`. Tenants are the
+/// operator's (configured in tokens), so the series count stays bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Tenant whose invocation was refused.
+    pub tenant: String,
+    /// `tenant_concurrency`, `global_concurrency` or `memory_budget`.
+    pub reason: &'static str,
 }
 
 impl GatewayMetrics {
@@ -256,7 +269,16 @@ impl GatewayMetrics {
             audit_errors.clone(),
         );
 
+        let refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "tensor_wasm_invocations_refused",
+            "Invocations refused before running, by tenant and reason \
+             (tenant_concurrency, global_concurrency, memory_budget)",
+            refused.clone(),
+        );
+
         Self {
+            refused,
             http_requests,
             http_duration,
             invocations,
@@ -268,6 +290,16 @@ impl GatewayMetrics {
             panics,
             audit_errors,
         }
+    }
+
+    /// Counts one invocation refused before it ran.
+    pub fn refusal(&self, tenant: &str, reason: &'static str) {
+        self.refused
+            .get_or_create(&RefusalLabels {
+                tenant: tenant.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     /// Counts one invocation outcome.

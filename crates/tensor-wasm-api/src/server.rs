@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use prometheus_client::registry::Registry;
-use tensor_wasm_exec::{EngineConfig, Executor, InvokeContext};
+use tensor_wasm_exec::{EngineConfig, Executor};
 use tensor_wasm_store::FunctionStore;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::audit::AuditLog;
 use crate::auth::{Authenticator, TokenIdHasher};
@@ -20,7 +19,7 @@ use crate::config::ApiConfig;
 use crate::error::StartupError;
 use crate::limits::RateLimits;
 use crate::metrics::GatewayMetrics;
-use crate::state::{AppState, DeployedFunction, FunctionRegistry, Shared};
+use crate::state::{AppState, FunctionRegistry, Shared};
 
 /// File name of the SipHash key for `token_id`s, under the data dir.
 pub const AUDIT_KEY_FILE: &str = "audit.key";
@@ -71,6 +70,12 @@ impl Gateway {
             .tenant_limits
             .check_memory_ceiling(max_memory_bytes)
             .map_err(StartupError::TenantLimits)?;
+        crate::config::check_limit_values(&config.ceiling, max_memory_bytes, "").map_err(|m| {
+            StartupError::TenantLimits(format!(
+                "server-wide ceiling (TENSOR_WASM_API_MAX_TIMEOUT_MS / \
+                     TENSOR_WASM_API_MAX_MEMORY_BYTES): {m}"
+            ))
+        })?;
         let executor = Executor::new(engine_config).map_err(StartupError::Engine)?;
 
         let gpu_backend = config
@@ -87,6 +92,21 @@ impl Gateway {
 
         let snapshots =
             crate::routes::snapshots::SnapshotService::register(&mut registry, &config.data_dir);
+        let global = config.max_concurrent_invocations.max(1);
+        let admission = crate::admission::Admission::new(
+            global,
+            config
+                .tenant_max_concurrent_invocations
+                .unwrap_or(global / 4)
+                .max(1),
+            config.tenant_limits.concurrency_overrides().clone(),
+            config
+                .memory_budget_bytes
+                .unwrap_or_else(crate::admission::default_memory_budget_bytes),
+        );
+        if let Some(gpu) = &config.gpu {
+            gpu.allow_raw_ptx(config.tenant_limits.raw_ptx_tenants().iter().cloned());
+        }
         let state = AppState {
             inner: Arc::new(Shared {
                 store,
@@ -97,7 +117,8 @@ impl Gateway {
                 audit,
                 metrics,
                 registry,
-                invocations: Arc::new(Semaphore::new(config.max_concurrent_invocations.max(1))),
+                admission,
+                ceiling: config.ceiling.clone(),
                 max_body_bytes: config.max_body_bytes,
                 default_limits: config.default_limits.clone(),
                 tenant_limits: config.tenant_limits.clone(),
@@ -308,9 +329,8 @@ fn load_registry(state: &AppState) -> Result<(), StartupError> {
                 continue;
             }
         };
-        if let Some(ceiling) = state.inner.tenant_limits.get(&record.tenant)
-            && let Some((field, stored, most)) =
-                crate::config::above_ceiling(&record.limits, ceiling)
+        if let Some((field, stored, most)) =
+            crate::config::above_ceiling(&record.limits, &state.ceiling_for(&record.tenant))
         {
             tracing::warn!(
                 function_id = %record.id,
@@ -318,18 +338,10 @@ fn load_registry(state: &AppState) -> Result<(), StartupError> {
                 field,
                 stored,
                 ceiling = most,
-                "function setting is above its tenant's ceiling; the ceiling applies"
+                "function setting is above its ceiling (tenant or server-wide); the ceiling applies"
             );
         }
-        let context = InvokeContext {
-            tenant: record.tenant.as_str().into(),
-            limits: state.limits_for(&record.tenant, &record.limits),
-        };
-        state.functions().insert(Arc::new(DeployedFunction {
-            record,
-            compiled,
-            context,
-        }));
+        state.functions().insert(state.deployed(record, compiled));
         loaded += 1;
     }
     state

@@ -9,7 +9,6 @@ use axum::http::request::Parts;
 use prometheus_client::registry::Registry;
 use tensor_wasm_exec::{CompiledFunction, Executor, InvokeContext, Limits};
 use tensor_wasm_store::{FunctionLimits, FunctionRecord, FunctionStore};
-use tokio::sync::Semaphore;
 
 use crate::audit::{AuditLog, AuditRecord, AuditTargetRef, Outcome};
 use crate::auth::{Actor, Authenticator};
@@ -26,6 +25,8 @@ pub struct DeployedFunction {
     pub compiled: CompiledFunction,
     /// Tenant and effective limits, built once so invokes allocate nothing for them.
     pub context: InvokeContext,
+    /// The tenant's concurrency share, resolved once (admission looks nothing up).
+    pub share: crate::admission::TenantShare,
 }
 
 /// The in-memory registry of compiled functions: the invoke path reads only this.
@@ -114,7 +115,8 @@ pub(crate) struct Shared {
     pub(crate) audit: AuditLog,
     pub(crate) metrics: GatewayMetrics,
     pub(crate) registry: Registry,
-    pub(crate) invocations: Arc<Semaphore>,
+    pub(crate) admission: crate::admission::Admission,
+    pub(crate) ceiling: FunctionLimits,
     pub(crate) max_body_bytes: usize,
     pub(crate) default_limits: Limits,
     pub(crate) tenant_limits: crate::config::TenantLimits,
@@ -221,20 +223,59 @@ impl AppState {
         });
     }
 
+    /// A deployed function: `record` compiled, with its effective limits
+    /// and its tenant's concurrency share resolved once.
+    pub(crate) fn deployed(
+        &self,
+        record: FunctionRecord,
+        compiled: CompiledFunction,
+    ) -> Arc<DeployedFunction> {
+        let context = InvokeContext {
+            tenant: record.tenant.as_str().into(),
+            limits: self.limits_for(&record.tenant, &record.limits),
+        };
+        let share = self.inner.admission.share(&record.tenant);
+        Arc::new(DeployedFunction {
+            record,
+            compiled,
+            context,
+            share,
+        })
+    }
+
+    /// Admits one invocation of `f` (tenant share, global slots, memory
+    /// budget), or refuses it with `429`/`503`.
+    pub(crate) fn admit(
+        &self,
+        f: &DeployedFunction,
+    ) -> Result<crate::admission::InvocationPermit, ApiError> {
+        self.inner.admission.admit(
+            &f.share,
+            f.context.limits.max_memory_bytes,
+            &self.inner.metrics,
+        )
+    }
+
     /// Effective limits of a function: the server defaults, replaced by its
     /// tenant's overrides, replaced by its own settings — which never go
     /// above the tenant's (the operator's ceiling wins).
     pub(crate) fn limits_for(&self, tenant: &str, own: &FunctionLimits) -> Limits {
         let mut limits = self.inner.default_limits.clone();
-        let ceiling = self.inner.tenant_limits.get(tenant);
-        if let Some(c) = ceiling {
-            apply(&mut limits, c);
+        if let Some(overrides) = self.inner.tenant_limits.get(tenant) {
+            apply(&mut limits, overrides);
         }
         let capped = |v: Option<u64>, c: Option<u64>| match (v, c) {
             (Some(v), Some(c)) => Some(v.min(c)),
             (v, _) => v,
         };
-        let c = ceiling.cloned().unwrap_or_default();
+        let c = self.ceiling_for(tenant);
+        // A server default above a lowered server-wide ceiling is capped too.
+        if let Some(ms) = c.timeout_ms {
+            limits.timeout = limits.timeout.min(std::time::Duration::from_millis(ms));
+        }
+        if let Some(bytes) = c.max_memory_bytes {
+            limits.max_memory_bytes = limits.max_memory_bytes.min(bytes);
+        }
         apply(
             &mut limits,
             &FunctionLimits {
@@ -245,6 +286,41 @@ impl AppState {
             },
         );
         limits
+    }
+}
+
+impl AppState {
+    /// The most a function of `tenant` may ask for: the tenant's own entry
+    /// in the limits file where it sets a field, else the server-wide
+    /// ceiling (timeout and memory), which holds even without a limits file.
+    pub(crate) fn ceiling_for(&self, tenant: &str) -> FunctionLimits {
+        let server = &self.inner.ceiling;
+        let own = self
+            .inner
+            .tenant_limits
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default();
+        FunctionLimits {
+            timeout_ms: own.timeout_ms.or(server.timeout_ms),
+            max_memory_bytes: own.max_memory_bytes.or(server.max_memory_bytes),
+            fuel: own.fuel.or(server.fuel),
+            max_output_bytes: own.max_output_bytes.or(server.max_output_bytes),
+        }
+    }
+
+    /// Whether `tenant` has its own entry in the limits file for `field`.
+    pub(crate) fn tenant_sets(&self, tenant: &str, field: &str) -> bool {
+        self.inner
+            .tenant_limits
+            .get(tenant)
+            .is_some_and(|l| match field {
+                "timeout_ms" => l.timeout_ms.is_some(),
+                "max_memory_bytes" => l.max_memory_bytes.is_some(),
+                "fuel" => l.fuel.is_some(),
+                "max_output_bytes" => l.max_output_bytes.is_some(),
+                _ => false,
+            })
     }
 }
 

@@ -10,6 +10,17 @@
 //! interrupted. Fibre stacks and instances come from the pooling allocator,
 //! so an async call costs no `mmap`/`munmap` per invocation, which is what
 //! made naive async gateways slow.
+//!
+//! # One deadline for everything a call does
+//!
+//! Epoch interruption only fires while Wasm code runs. A guest can also wait
+//! in a host call — a WASI clock sleep, a GPU fence, a CPU-backend op — so
+//! every await on a store (instantiate, call) is also raced against the
+//! invocation's deadline with `tokio::time::timeout_at`. When the deadline
+//! wins, the call's future is dropped (Wasmtime unwinds the guest's fibre),
+//! the store and its GPU session are dropped with the [`LiveInstance`], and
+//! the caller gets [`ExecError::DeadlineExceeded`]: whatever the guest was
+//! doing, it ends at its deadline.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -411,7 +422,16 @@ impl Executor {
             .get_func(&mut live.store, export)
             .ok_or_else(|| ExecError::Internal(format!("export `{export}` vanished")))?;
         let mut results = vec![Val::I32(0); sig.results.len()];
-        let call = func.call_async(&mut live.store, &[], &mut results).await;
+        let deadline = live.deadline;
+        let call = match within(
+            deadline,
+            func.call_async(&mut live.store, &[], &mut results),
+        )
+        .await
+        {
+            Ok(call) => call,
+            Err(expired) => return Err(live.expire(expired)),
+        };
         if stdout.overflowed() {
             return Err(ExecError::OutputTooLarge {
                 limit_bytes: limits.max_output_bytes,
@@ -487,15 +507,18 @@ impl Executor {
             store,
             instance: None,
             started,
+            deadline,
+            expired: false,
             fuel_start,
             limits,
         };
-        match f.inner.pre.instantiate_async(&mut live.store).await {
-            Ok(instance) => {
+        match within(deadline, f.inner.pre.instantiate_async(&mut live.store)).await {
+            Ok(Ok(instance)) => {
                 live.instance = Some(instance);
                 Ok(live)
             }
-            Err(e) => Err(live.classify(e)),
+            Ok(Err(e)) => Err(live.classify(e)),
+            Err(expired) => Err(live.expire(expired)),
         }
     }
 }
@@ -505,8 +528,24 @@ pub struct LiveInstance {
     store: Store<HostState>,
     instance: Option<Instance>,
     started: Instant,
+    /// When this invocation ends, wherever it is (see the module docs).
+    deadline: Instant,
+    /// Set once a call was cut off at the deadline: the store may hold a
+    /// half-run guest, so nothing more runs in it.
+    expired: bool,
     fuel_start: Option<u64>,
     limits: crate::Limits,
+}
+
+/// The deadline passed while a future on the store was pending.
+struct Expired;
+
+/// Races `fut` against `deadline`. A future that is ready on its first poll
+/// (most typed calls) never registers a timer.
+async fn within<F: std::future::Future>(deadline: Instant, fut: F) -> Result<F::Output, Expired> {
+    tokio::time::timeout_at(deadline.into(), fut)
+        .await
+        .map_err(|_| Expired)
 }
 
 impl LiveInstance {
@@ -549,6 +588,9 @@ impl LiveInstance {
         sig: &ExportSignature,
         params: Vec<TypedValue>,
     ) -> Result<TypedOutcome, ExecError> {
+        if self.expired {
+            return Err(self.deadline_error());
+        }
         if let Some(bad) = sig.results.iter().find(|r| !is_numeric(r)) {
             return Err(ExecError::SignatureMismatch {
                 signature: sig.to_string(),
@@ -557,8 +599,15 @@ impl LiveInstance {
         }
         let vals: Vec<Val> = params.into_iter().map(TypedValue::into_val).collect();
         let mut results = vec![Val::I32(0); sig.results.len()];
-        if let Err(e) = func.call_async(&mut self.store, &vals, &mut results).await {
-            return Err(self.classify(e));
+        match within(
+            self.deadline,
+            func.call_async(&mut self.store, &vals, &mut results),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(self.classify(e)),
+            Err(expired) => return Err(self.expire(expired)),
         }
         let results = results.iter().filter_map(TypedValue::from_val).collect();
         Ok(TypedOutcome {
@@ -571,6 +620,18 @@ impl LiveInstance {
     fn fuel_used(&self) -> Option<u64> {
         let start = self.fuel_start?;
         Some(start.saturating_sub(self.store.get_fuel().unwrap_or(0)))
+    }
+
+    fn deadline_error(&self) -> ExecError {
+        ExecError::DeadlineExceeded {
+            timeout: self.limits.timeout,
+        }
+    }
+
+    /// The deadline cut a pending call off: the store is not used again.
+    fn expire(&mut self, _: Expired) -> ExecError {
+        self.expired = true;
+        self.deadline_error()
     }
 
     /// Turns a Wasmtime error into the invocation's typed error.

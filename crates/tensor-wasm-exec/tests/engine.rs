@@ -437,3 +437,61 @@ async fn exhausted_pool_answers_busy() {
         .expect("third instance refused");
     assert_eq!(err.code(), "busy", "{err}");
 }
+
+/// A guest that asks WASI for a one-hour relative clock sleep (`poll_oneoff`),
+/// as a typed export and as a command: the sleep is a host call, where epoch
+/// interruption never fires.
+const SLEEPER: &str = r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $sleep (export "sleep") (result i32)
+    ;; subscription at 0: userdata 0, tag 0 (clock), clock id 1 (monotonic),
+    ;; timeout 3600 s, precision 0, flags 0 (relative)
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 3600000000000))
+    (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+  (func (export "_start") (drop (call $sleep))))"#;
+
+#[tokio::test]
+async fn deadline_ends_a_guest_sleeping_in_a_wasi_host_call() {
+    let exec = executor();
+    let f = exec.compile(SLEEPER.as_bytes()).unwrap();
+    let limits = Limits {
+        timeout: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let err = exec
+        .call_typed(&f, "sleep", &[], &ctx(limits.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "deadline_exceeded", "{err}");
+    assert_eq!(err.outcome(), "timeout");
+    let err = exec
+        .call_bytes(&f, None, Vec::new(), &ctx(limits))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "deadline_exceeded", "{err}");
+    // Both calls ended at their deadline, not after the hour the guest asked for.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The instance slots were released: the engine still serves calls.
+    assert_eq!(
+        typed(&exec, ARITH, "add", json!([1, 1])).await.unwrap(),
+        [TypedValue::I32(2)]
+    );
+}
+
+#[tokio::test]
+async fn a_live_instance_cut_off_at_its_deadline_runs_nothing_more() {
+    let exec = executor();
+    let f = exec.compile(SLEEPER.as_bytes()).unwrap();
+    let limits = Limits {
+        timeout: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let mut live = exec.instantiate(&f, &ctx(limits)).await.unwrap();
+    let first = live.call_typed("sleep", &[]).await.unwrap_err();
+    assert_eq!(first.code(), "deadline_exceeded");
+    let again = live.call_typed("sleep", &[]).await.unwrap_err();
+    assert_eq!(again.code(), "deadline_exceeded");
+}

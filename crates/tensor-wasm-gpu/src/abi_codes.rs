@@ -36,6 +36,8 @@ pub const ERR_DEVICE: i32 = -10;
 pub const ERR_TOO_MANY_HANDLES: i32 = -11;
 /// The calling module exports no linear memory named `memory`.
 pub const ERR_NO_MEMORY: i32 = -12;
+/// Raw PTX (`kernel_load`) is not enabled for this tenant; the built-in ops are.
+pub const ERR_RAW_PTX_DISABLED: i32 = -13;
 
 /// Kernel argument tag: a buffer handle (payload: handle in the low 32 bits).
 pub const ARG_BUFFER: u32 = 1;

@@ -58,9 +58,18 @@ pub enum GpuError {
     /// The operation needs a CUDA device.
     #[error("{0} needs a CUDA device; this runtime uses the CPU backend")]
     NeedsCuda(&'static str),
+    /// The tenant is not allowed to load raw PTX (the operator's opt-in).
+    #[error(
+        "raw PTX is disabled for tenant {0}; the built-in ops are available \
+         (an operator enables raw PTX per tenant with \"raw_ptx\": true in the tenant limits file)"
+    )]
+    RawPtxDisabled(String),
     /// PTX could not be loaded.
     #[error("kernel load failed: {0}")]
     KernelLoad(String),
+    /// The op was stopped part-way because its invocation ended (deadline).
+    #[error("op cancelled: its invocation ended")]
+    Cancelled,
     /// The backend reported a failure.
     #[error("device error: {0}")]
     Device(String),
@@ -94,10 +103,12 @@ impl GpuError {
             GpuError::LaunchQuota { .. } => abi::ERR_QUOTA_LAUNCHES,
             GpuError::NeedsCuda(_) => abi::ERR_NEEDS_CUDA,
             GpuError::KernelLoad(_) => abi::ERR_KERNEL_LOAD,
+            GpuError::RawPtxDisabled(_) => abi::ERR_RAW_PTX_DISABLED,
             GpuError::TooManyHandles(_) => abi::ERR_TOO_MANY_HANDLES,
-            GpuError::Device(_) | GpuError::Unavailable(_) | GpuError::CacheIo { .. } => {
-                abi::ERR_DEVICE
-            }
+            GpuError::Device(_)
+            | GpuError::Cancelled
+            | GpuError::Unavailable(_)
+            | GpuError::CacheIo { .. } => abi::ERR_DEVICE,
         }
     }
 }

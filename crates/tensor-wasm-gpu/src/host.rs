@@ -6,14 +6,16 @@
 //! before any side effect happens.
 //!
 //! Short calls are `func_wrap` host functions. Calls that may wait for the
-//! device or run long CPU work (`op_*`, `kernel_launch`, `synchronize`,
-//! `buffer_read`) are `func_wrap_async`: they yield to the executor while the
-//! device works, so the invocation's deadline can still cancel them.
+//! device or run long CPU work (`op_*`, `kernel_load`, `kernel_launch`,
+//! `synchronize`, `buffer_read`, `buffer_write`) are `func_wrap_async`: on a
+//! device backend their blocking driver work (JIT, copies, fence waits) runs
+//! on tokio's blocking pool, so no executor thread waits on the driver and
+//! the invocation's deadline can still cancel the call.
 
 use crate::abi;
 use crate::backend::LaunchDims;
 use crate::error::GpuError;
-use crate::session::{ArgValue, GpuSession, Op};
+use crate::session::{ArgValue, GpuSession, Op, off_executor};
 use std::ops::Range;
 use std::time::Instant;
 use wasmtime::{Caller, Extern, Linker, Memory};
@@ -80,6 +82,34 @@ fn with_memory<T>(
         }
         Err(e) => finish(get(caller.data_mut()), Err(e)),
     }
+}
+
+/// Like [`with_memory`] for a step that produces a value; an error is
+/// recorded and comes back as the guest's code.
+fn with_memory_value<T, R>(
+    caller: &mut Caller<'_, T>,
+    get: SessionGetter<T>,
+    f: impl FnOnce(&mut [u8], &mut GpuSession) -> Result<R, GpuError>,
+) -> Result<R, i32> {
+    let result = match memory(caller) {
+        Ok(mem) => {
+            let (data, state) = mem.data_and_store_mut(caller);
+            let session = get(state);
+            let r = f(data, session);
+            return session.record(r).map_err(|e| e.code());
+        }
+        Err(e) => Err(e),
+    };
+    get(caller.data_mut()).record(result).map_err(|e| e.code())
+}
+
+/// True when the backend finishes every call before returning (CPU): its
+/// copies then run inline, without a hop to the blocking pool.
+fn synchronous<T>(caller: &mut Caller<'_, T>, get: SessionGetter<T>) -> bool {
+    get(caller.data_mut())
+        .runtime()
+        .backend()
+        .completes_synchronously()
 }
 
 fn decode_dims(mem: &[u8], ptr: i32) -> Result<LaunchDims, GpuError> {
@@ -230,16 +260,43 @@ pub fn add_to_linker<T: Send + 'static>(
         },
     )?;
 
-    linker.func_wrap(
+    linker.func_wrap_async(
         m,
         "buffer_write",
-        move |mut caller: Caller<'_, T>, handle: i32, offset: i64, src: i32, len: i32| -> i32 {
-            let started = Instant::now();
-            with_memory(&mut caller, get, |mem, s| {
-                let r = guest_range(mem.len(), src, len as u32 as u64)?;
-                s.write_buffer(handle as u32, offset as u64, &mem[r])?;
-                observe(s, "buffer_write", started);
-                Ok(())
+        move |mut caller: Caller<'_, T>, (handle, offset, src, len): (i32, i64, i32, i32)| {
+            Box::new(async move {
+                let started = Instant::now();
+                if synchronous(&mut caller, get) {
+                    return with_memory(&mut caller, get, |mem, s| {
+                        let r = guest_range(mem.len(), src, len as u32 as u64)?;
+                        s.write_buffer(handle as u32, offset as u64, &mem[r])?;
+                        observe(s, "buffer_write", started);
+                        Ok(())
+                    });
+                }
+                // A device copy blocks on the driver: take the bytes out of
+                // guest memory and copy on the blocking pool.
+                let job = with_memory_value(&mut caller, get, |mem, s| {
+                    let r = guest_range(mem.len(), src, len as u32 as u64)?;
+                    let id = s.copy_target(handle as u32, offset as u64, r.len() as u64)?;
+                    Ok((id, mem[r].to_vec(), s.runtime().clone()))
+                });
+                let (id, bytes, rt) = match job {
+                    Ok(job) => job,
+                    Err(code) => return code,
+                };
+                let n = bytes.len() as u64;
+                let backend = rt.clone();
+                let r = off_executor(&rt, move || {
+                    backend.backend().write(id, offset as u64, &bytes)
+                })
+                .await;
+                let s = get(caller.data_mut());
+                if r.is_ok() {
+                    s.count_bytes("h2d", n);
+                    observe(s, "buffer_write", started);
+                }
+                finish(s, r)
             })
         },
     )?;
@@ -260,9 +317,42 @@ pub fn add_to_linker<T: Send + 'static>(
                 if let Err(e) = waited {
                     return finish(get(caller.data_mut()), Err(e));
                 }
-                with_memory(&mut caller, get, |mem, s| {
+                if synchronous(&mut caller, get) {
+                    return with_memory(&mut caller, get, |mem, s| {
+                        let r = guest_range(mem.len(), dst, len as u32 as u64)?;
+                        s.read_buffer(handle as u32, offset as u64, &mut mem[r])?;
+                        observe(s, "buffer_read", started);
+                        Ok(())
+                    });
+                }
+                // Device copy on the blocking pool into a host vector, then
+                // into guest memory (checked again: the guest may not have
+                // grown or shrunk in between, but the check is the rule).
+                let job = with_memory_value(&mut caller, get, |mem, s| {
                     let r = guest_range(mem.len(), dst, len as u32 as u64)?;
-                    s.read_buffer(handle as u32, offset as u64, &mut mem[r])?;
+                    let id = s.copy_target(handle as u32, offset as u64, r.len() as u64)?;
+                    Ok((id, r.len(), s.runtime().clone()))
+                });
+                let (id, n, rt) = match job {
+                    Ok(job) => job,
+                    Err(code) => return code,
+                };
+                let backend = rt.clone();
+                let copied = off_executor(&rt, move || {
+                    let mut out = vec![0u8; n];
+                    backend.backend().read(id, offset as u64, &mut out)?;
+                    Ok(out)
+                })
+                .await;
+                let bytes = match copied {
+                    Ok(b) => b,
+                    Err(e) => return finish(get(caller.data_mut()), Err(e)),
+                };
+                with_memory(&mut caller, get, |mem, s| {
+                    let r = guest_range(mem.len(), dst, bytes.len() as u64)?;
+                    mem[r].copy_from_slice(&bytes);
+                    s.count_bytes("d2h", bytes.len() as u64);
+                    s.settle_after_read();
                     observe(s, "buffer_read", started);
                     Ok(())
                 })
@@ -270,32 +360,48 @@ pub fn add_to_linker<T: Send + 'static>(
         },
     )?;
 
-    linker.func_wrap(
+    linker.func_wrap_async(
         m,
         "kernel_load",
         move |mut caller: Caller<'_, T>,
-              ptx_ptr: i32,
-              ptx_len: i32,
-              entry_ptr: i32,
-              entry_len: i32,
-              out_handle_ptr: i32|
-              -> i32 {
-            let started = Instant::now();
-            with_memory(&mut caller, get, |mem, s| {
-                if ptx_len as u32 > abi::MAX_PTX_BYTES {
-                    return Err(GpuError::InvalidArgument(format!(
-                        "PTX of {} bytes exceeds {} bytes",
-                        ptx_len as u32,
-                        abi::MAX_PTX_BYTES
-                    )));
-                }
-                let out = guest_range(mem.len(), out_handle_ptr, 4)?;
-                let ptx = utf8(mem, ptx_ptr, ptx_len, "PTX")?;
-                let entry = utf8(mem, entry_ptr, entry_len, "entry name")?;
-                let h = s.load_kernel(ptx, entry)?;
-                mem[out].copy_from_slice(&h.to_le_bytes());
-                observe(s, "kernel_load", started);
-                Ok(())
+              (ptx_ptr, ptx_len, entry_ptr, entry_len, out_handle_ptr): (
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+        )| {
+            Box::new(async move {
+                let started = Instant::now();
+                let args = with_memory_value(&mut caller, get, |mem, _| {
+                    if ptx_len as u32 > abi::MAX_PTX_BYTES {
+                        return Err(GpuError::InvalidArgument(format!(
+                            "PTX of {} bytes exceeds {} bytes",
+                            ptx_len as u32,
+                            abi::MAX_PTX_BYTES
+                        )));
+                    }
+                    guest_range(mem.len(), out_handle_ptr, 4)?;
+                    let ptx = utf8(mem, ptx_ptr, ptx_len, "PTX")?.to_owned();
+                    let entry = utf8(mem, entry_ptr, entry_len, "entry name")?.to_owned();
+                    Ok((ptx, entry))
+                });
+                let (ptx, entry) = match args {
+                    Ok(a) => a,
+                    Err(code) => return code,
+                };
+                // The driver's JIT can take long: off the executor threads.
+                let loaded = get(caller.data_mut()).load_kernel_async(ptx, &entry).await;
+                let h = match loaded {
+                    Ok(h) => h,
+                    Err(e) => return finish(get(caller.data_mut()), Err(e)),
+                };
+                with_memory(&mut caller, get, |mem, s| {
+                    let out = guest_range(mem.len(), out_handle_ptr, 4)?;
+                    mem[out].copy_from_slice(&h.to_le_bytes());
+                    observe(s, "kernel_load", started);
+                    Ok(())
+                })
             })
         },
     )?;

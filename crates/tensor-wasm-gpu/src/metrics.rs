@@ -56,6 +56,7 @@ pub(crate) struct GpuMetrics {
     pub memory: Family<TenantLabels, Gauge>,
     pub kernel_cache: Family<ResultLabels, Counter>,
     pub info: Family<BackendInfoLabels, Gauge>,
+    pub cancelled: Counter,
     pub backend: &'static str,
 }
 
@@ -67,6 +68,7 @@ impl GpuMetrics {
             memory: Family::default(),
             kernel_cache: Family::default(),
             info: Family::default(),
+            cancelled: Counter::default(),
             backend,
         };
         m.info
@@ -105,7 +107,17 @@ impl GpuMetrics {
             .inc();
     }
 
+    /// Counts an op stopped part-way because its invocation ended.
+    pub fn op_cancelled(&self) {
+        self.cancelled.inc();
+    }
+
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "tensor_wasm_gpu_ops_cancelled",
+            "Built-in ops stopped part-way because their invocation ended (deadline)",
+            self.cancelled.clone(),
+        );
         registry.register(
             "tensor_wasm_gpu_dispatch_duration_seconds",
             "Time spent in one GPU host call, by op and backend",

@@ -32,11 +32,26 @@ impl ModuleSignature {
     }
 
     /// Parses the entry points of `ptx`.
+    ///
+    /// Text this scanner could read differently from the driver is refused
+    /// rather than guessed at: string literals (a quoted `.file` name can
+    /// hide `/*` or `.entry`), and any `.entry` that is not a
+    /// whitespace-delimited directive (`.visible.entry`, `x.entry`).
     pub fn parse(ptx: &str) -> Result<Self, GpuError> {
+        if ptx.contains('"') {
+            return Err(GpuError::KernelLoad(
+                "PTX with string literals (for example `.file` directives) is refused: \
+                 the parameter scanner cannot read it unambiguously; compile without line info"
+                    .into(),
+            ));
+        }
         let text = strip_comments(ptx);
+        let mentions = text.matches(".entry").count();
         let mut entries = HashMap::new();
+        let mut found = 0usize;
         let mut rest = text.as_str();
         while let Some(pos) = find_directive(rest, ".entry") {
+            found += 1;
             rest = &rest[pos + ".entry".len()..];
             let trimmed = rest.trim_start();
             let name_len = trimmed
@@ -56,6 +71,18 @@ impl ModuleSignature {
                 Vec::new()
             };
             entries.insert(name, params);
+        }
+        if found != mentions {
+            return Err(GpuError::KernelLoad(
+                "PTX mentions `.entry` outside a whitespace-delimited directive \
+                 (e.g. `.visible.entry`); write `.visible .entry`"
+                    .into(),
+            ));
+        }
+        if entries.len() != found {
+            return Err(GpuError::KernelLoad(
+                "PTX defines the same .entry twice".into(),
+            ));
         }
         if entries.is_empty() {
             return Err(GpuError::KernelLoad("PTX defines no .entry".into()));
@@ -173,6 +200,20 @@ mod tests {
         );
         assert_eq!(sig.entry("noargs").unwrap(), &[] as &[ParamKind]);
         assert!(sig.entry("fake").is_none());
+    }
+
+    #[test]
+    fn refuses_ptx_it_could_read_differently_from_the_driver() {
+        // A quoted `.file` name hiding a comment opener and a fake entry.
+        let quoted = ".file 1 \"/*\"\n.visible .entry k(.param .u32 a) { ret; }\n/* \"*/\"";
+        assert!(ModuleSignature::parse(quoted).is_err());
+        // `.visible.entry` without a space: the driver sees an entry.
+        let glued = ".visible.entry k(.param .u64 a) { ret; }";
+        let err = ModuleSignature::parse(glued).unwrap_err().to_string();
+        assert!(err.contains("whitespace-delimited"), "{err}");
+        // A second entry of the same name.
+        let twice = ".entry k(.param .u32 a) { ret; }\n.entry k(.param .u64 a) { ret; }";
+        assert!(ModuleSignature::parse(twice).is_err());
     }
 
     #[test]

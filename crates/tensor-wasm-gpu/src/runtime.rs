@@ -105,6 +105,8 @@ pub struct GpuRuntime {
     quotas: GpuQuotas,
     tenants: Mutex<HashMap<String, TenantUsage>>,
     kernels: Mutex<KernelCache>,
+    /// Tenants allowed to load raw PTX; everyone else has the built-in ops only.
+    raw_ptx_tenants: std::sync::RwLock<std::collections::HashSet<String>>,
     pub(crate) metrics: GpuMetrics,
 }
 
@@ -154,8 +156,29 @@ impl GpuRuntime {
             quotas,
             tenants: Mutex::new(HashMap::new()),
             kernels: Mutex::new(KernelCache::default()),
+            raw_ptx_tenants: Default::default(),
             metrics,
         })
+    }
+
+    /// Lets `tenants` load and launch raw PTX (`kernel_load`). Raw PTX is
+    /// off for every other tenant: a hand-written kernel runs in the device
+    /// context that all tenants share (see SECURITY.md), so the operator
+    /// opts a tenant in (`"raw_ptx": true` in the tenant limits file).
+    pub fn allow_raw_ptx(&self, tenants: impl IntoIterator<Item = String>) {
+        let mut set = self
+            .raw_ptx_tenants
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        set.extend(tenants);
+    }
+
+    /// Whether `tenant` may load raw PTX.
+    pub fn raw_ptx_allowed(&self, tenant: &str) -> bool {
+        self.raw_ptx_tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tenant)
     }
 
     /// `"cuda"` or `"cpu"`.
@@ -254,9 +277,20 @@ impl GpuRuntime {
         }
     }
 
-    /// Looks `ptx` up by BLAKE3; on a miss parses its signatures and compiles it.
-    pub(crate) fn load_module(&self, ptx: &str) -> Result<CachedModule, GpuError> {
-        let key = blake3::hash(ptx.as_bytes());
+    /// Looks `ptx` up for `tenant`; on a miss parses its signatures and
+    /// loads it. Modules are cached per tenant: a loaded module carries its
+    /// own `.global` state, which no other tenant may read or write. (The
+    /// backend's disk cache of compiled code is keyed by the text alone:
+    /// compiled code holds no state.)
+    pub(crate) fn load_module(&self, tenant: &str, ptx: &str) -> Result<CachedModule, GpuError> {
+        let text_key = blake3::hash(ptx.as_bytes());
+        let key = {
+            let mut h = blake3::Hasher::new();
+            h.update(tenant.as_bytes());
+            h.update(&[0]);
+            h.update(text_key.as_bytes());
+            h.finalize()
+        };
         if let Some(hit) = lock(&self.kernels).entries.get(&key).cloned() {
             self.metrics.kernel_cache(true);
             return Ok(hit);
@@ -266,7 +300,7 @@ impl GpuRuntime {
         // lookups must not wait for it. Two racing misses both compile; the
         // second insert simply replaces the first.
         let signature = Arc::new(ModuleSignature::parse(ptx)?);
-        let module = self.backend.load_module(ptx, &key)?;
+        let module = self.backend.load_module(ptx, &text_key)?;
         let entry = CachedModule { module, signature };
         let mut cache = lock(&self.kernels);
         if cache.entries.insert(key, entry.clone()).is_none() {

@@ -8,12 +8,13 @@
 //! whichever way the instance ended (return, trap, deadline).
 
 use crate::abi;
-use crate::backend::{Backend, BufferId, KernelArg, LaunchDims, check_f32_len};
+use crate::backend::{Backend, BufferId, KernelArg, LaunchDims, check_f32_len, with_cancel};
 use crate::error::GpuError;
 use crate::ptx::ParamKind;
 use crate::runtime::{CachedModule, GpuRuntime};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Work (elements touched, or multiply-adds for matmul) above which a CPU op
@@ -295,9 +296,50 @@ impl GpuSession {
         Ok(())
     }
 
-    /// Loads `entry` of a PTX module (compiled once per distinct text).
+    /// Loads `entry` of a PTX module (compiled once per distinct text and tenant).
     pub fn load_kernel(&mut self, ptx: &str, entry: &str) -> Result<u32, GpuError> {
-        let module = self.rt.load_module(ptx)?;
+        self.check_raw_ptx()?;
+        let module = self.rt.load_module(&self.tenant, ptx)?;
+        self.register_kernel(module, entry)
+    }
+
+    /// Like [`GpuSession::load_kernel`]; on a device backend the driver's
+    /// JIT runs on tokio's blocking pool, never on an executor thread.
+    pub async fn load_kernel_async(&mut self, ptx: String, entry: &str) -> Result<u32, GpuError> {
+        self.check_raw_ptx()?;
+        let rt = self.rt.clone();
+        let tenant = self.tenant.clone();
+        let module = off_executor(&self.rt, move || rt.load_module(&tenant, &ptx)).await?;
+        self.register_kernel(module, entry)
+    }
+
+    fn check_raw_ptx(&self) -> Result<(), GpuError> {
+        if self.rt.raw_ptx_allowed(&self.tenant) {
+            Ok(())
+        } else {
+            Err(GpuError::RawPtxDisabled(self.tenant.clone()))
+        }
+    }
+
+    /// Checks a copy of `len` bytes at `offset` of buffer `handle` and
+    /// returns the backend's id for it (for copies run off the executor).
+    pub(crate) fn copy_target(
+        &self,
+        handle: u32,
+        offset: u64,
+        len: u64,
+    ) -> Result<BufferId, GpuError> {
+        let entry = self.buffer(handle)?;
+        check_range(offset, len, entry.size)?;
+        Ok(entry.id)
+    }
+
+    /// Counts bytes copied in `direction` (`h2d` or `d2h`).
+    pub(crate) fn count_bytes(&self, direction: &'static str, n: u64) {
+        self.rt.metrics.add_bytes(direction, n);
+    }
+
+    fn register_kernel(&mut self, module: CachedModule, entry: &str) -> Result<u32, GpuError> {
         let params = module
             .signature
             .entry(entry)
@@ -360,8 +402,19 @@ impl GpuSession {
                 ),
                 ArgValue::I32(v) => (KernelArg::I32(v), *param == ParamKind::Int32),
                 ArgValue::U32(v) => (KernelArg::U32(v), *param == ParamKind::Int32),
-                ArgValue::I64(v) => (KernelArg::I64(v), *param == ParamKind::Int64),
-                ArgValue::U64(v) => (KernelArg::U64(v), *param == ParamKind::Int64),
+                // A 64-bit integer parameter is how PTX passes a pointer, and
+                // the signature cannot tell the two apart: it takes a buffer
+                // handle of this session only, never a raw integer that
+                // could name another tenant's device memory.
+                ArgValue::I64(_) | ArgValue::U64(_) if *param == ParamKind::Int64 => {
+                    return Err(GpuError::ArgMismatch(format!(
+                        "kernel `{}` argument {i}: a 64-bit integer parameter takes a buffer \
+                         handle, not a raw integer (pass 64-bit scalars as two u32 values)",
+                        k.entry
+                    )));
+                }
+                ArgValue::I64(v) => (KernelArg::I64(v), false),
+                ArgValue::U64(v) => (KernelArg::U64(v), false),
                 ArgValue::F32(v) => (KernelArg::F32(v), *param == ParamKind::F32),
                 ArgValue::F64(v) => (KernelArg::F64(v), *param == ParamKind::F64),
             };
@@ -456,8 +509,17 @@ impl GpuSession {
         let offload = backend.completes_synchronously() && resolved.work() > INLINE_WORK_LIMIT;
         let result = if offload {
             let (done, finished) = tokio::sync::oneshot::channel();
+            // Set when this future ends — completed, or dropped because the
+            // invocation hit its deadline — so the op stops at its next chunk.
+            let cancel = Arc::new(AtomicBool::new(false));
+            let _stop_on_drop = StopOnDrop(cancel.clone());
+            let metrics = self.rt.clone();
             rayon::spawn(move || {
-                let _ = done.send(resolved.run(backend.as_ref()));
+                let r = with_cancel(cancel, || resolved.run(backend.as_ref()));
+                if matches!(r, Err(GpuError::Cancelled)) {
+                    metrics.metrics.op_cancelled();
+                }
+                let _ = done.send(r);
             });
             finished
                 .await
@@ -508,6 +570,12 @@ impl GpuSession {
         }
     }
 
+    /// After a device-to-host copy that waited for queued work: the launches
+    /// it waited for are complete, so their quota slots go back.
+    pub(crate) fn settle_after_read(&mut self) {
+        self.release_pending();
+    }
+
     fn release_pending(&mut self) {
         let n = std::mem::take(&mut self.pending_launches);
         self.rt.release_launches(&self.tenant, n);
@@ -522,7 +590,57 @@ impl Drop for GpuSession {
             freed += entry.size;
         }
         self.rt.release_memory(&self.tenant, freed);
-        self.release_pending();
+        let pending = std::mem::take(&mut self.pending_launches);
+        if pending == 0 {
+            return;
+        }
+        // Launches still queued on the device keep their quota slots until
+        // the device has finished them — also when the invocation ended at
+        // its deadline — so a tenant cannot queue unbounded work by
+        // launching and timing out.
+        let fence = match self.rt.backend().fence() {
+            Ok(f) => f,
+            Err(_) => return self.rt.release_launches(&self.tenant, pending),
+        };
+        let (rt, tenant) = (self.rt.clone(), self.tenant.clone());
+        let release = move || {
+            let _ = fence.wait_blocking();
+            rt.release_launches(&tenant, pending);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(release);
+            }
+            Err(_) => release(),
+        }
+    }
+}
+
+/// Sets its flag when dropped: the cancellation of an offloaded op.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `work` on tokio's blocking pool when the backend talks to a device
+/// (its calls block on the driver), inline on synchronous backends (the CPU
+/// reference backend, whose cheap calls would only pay for the hop).
+pub(crate) async fn off_executor<T: Send + 'static>(
+    rt: &GpuRuntime,
+    work: impl FnOnce() -> Result<T, GpuError> + Send + 'static,
+) -> Result<T, GpuError> {
+    if rt.backend().completes_synchronously() {
+        return work();
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(work)
+            .await
+            .map_err(|e| GpuError::Device(format!("blocking GPU task failed: {e}")))?,
+        Err(_) => work(),
     }
 }
 

@@ -141,6 +141,7 @@ async fn guest_launches_raw_ptx_on_cuda() {
         return;
     };
     let rt = GpuRuntime::with_backend(Arc::new(gpu), GpuQuotas::default());
+    rt.allow_raw_ptx(["t".to_owned()]);
     let engine = engine();
     let mut g = Guest::passthrough(&engine, rt, "t").await;
     assert_eq!(g.i32("backend_kind", &[]).await, 1);

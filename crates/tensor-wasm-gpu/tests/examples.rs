@@ -48,6 +48,9 @@ async fn run_example(name: &str, args: &[&str], stdin: &str) -> Outcome {
         .stderr(stderr.clone())
         .build_p1();
     let rt = cpu_runtime(GpuQuotas::default());
+    // The examples' tenant may load raw PTX (the operator's opt-in), so
+    // ptx-saxpy shows the CPU backend's answer to a launch.
+    rt.allow_raw_ptx(["examples".to_owned()]);
     let mut store = Store::new(
         &engine,
         State {

@@ -150,10 +150,92 @@ async fn another_sessions_handles_name_nothing_here() {
     );
 }
 
+/// A CPU runtime on which tenant `t` may load raw PTX.
+fn raw_ptx_runtime() -> std::sync::Arc<tensor_wasm_gpu::GpuRuntime> {
+    let rt = cpu_runtime(GpuQuotas::default());
+    rt.allow_raw_ptx(["t".to_owned()]);
+    rt
+}
+
+/// Loads `entry` of `ptx` through `kernel_load`; the handle lands at address 0.
+async fn load_kernel(g: &mut Guest, ptx: &[u8], entry: &[u8]) -> i32 {
+    g.write(4096, ptx);
+    g.write(100, entry);
+    g.i32(
+        "kernel_load",
+        &[
+            Val::I32(4096),
+            Val::I32(ptx.len() as i32),
+            Val::I32(100),
+            Val::I32(entry.len() as i32),
+            Val::I32(0),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn raw_ptx_is_refused_unless_the_operator_enables_it_for_the_tenant() {
+    let engine = engine();
+    let rt = cpu_runtime(GpuQuotas::default());
+    rt.allow_raw_ptx(["trusted".to_owned()]);
+    let mut g = Guest::passthrough(&engine, rt.clone(), "t").await;
+    assert_eq!(
+        load_kernel(&mut g, SAXPY_PTX.as_bytes(), b"saxpy").await,
+        ERR_RAW_PTX_DISABLED
+    );
+    assert!(
+        g.last_error()
+            .await
+            .contains("raw PTX is disabled for tenant t")
+    );
+    // The built-in ops stay available to the same guest.
+    let x = g.create(64).await;
+    assert!(x > 0);
+    // The tenant the operator opted in loads the same text.
+    let mut trusted = Guest::passthrough(&engine, rt, "trusted").await;
+    assert_eq!(
+        load_kernel(&mut trusted, SAXPY_PTX.as_bytes(), b"saxpy").await,
+        OK
+    );
+}
+
+#[tokio::test]
+async fn a_raw_integer_never_passes_as_a_pointer_parameter() {
+    let engine = engine();
+    let mut g = Guest::passthrough(&engine, raw_ptx_runtime(), "t").await;
+    let y = g.create(64).await;
+    assert_eq!(
+        load_kernel(&mut g, SAXPY_PTX.as_bytes(), b"saxpy").await,
+        OK
+    );
+    let k = g.read_u32(0) as i32;
+    g.write(200, &launch_record([1, 1, 1], [16, 1, 1], 0));
+    // An address of someone else's device memory, as u64 and as i64.
+    for tag in [ARG_U64, ARG_I64] {
+        let records = [
+            arg(tag, 0x7f00_dead_0000),
+            arg(ARG_BUFFER, y as u64),
+            arg(ARG_F32, 2.0f32.to_bits() as u64),
+            arg(ARG_U32, 16),
+        ]
+        .concat();
+        g.write(300, &records);
+        let rc = g
+            .i32(
+                "kernel_launch",
+                &[Val::I32(k), Val::I32(200), Val::I32(300), Val::I32(4)],
+            )
+            .await;
+        assert_eq!(rc, ERR_ARG_MISMATCH);
+        assert!(g.last_error().await.contains("takes a buffer handle"));
+    }
+}
+
 #[tokio::test]
 async fn kernel_arguments_are_checked_against_the_ptx_signature() {
     let engine = engine();
-    let mut g = Guest::passthrough(&engine, cpu_runtime(GpuQuotas::default()), "t").await;
+    let mut g = Guest::passthrough(&engine, raw_ptx_runtime(), "t").await;
     let x = g.create(64).await;
     let y = g.create(64).await;
     let entry = b"saxpy";
@@ -229,7 +311,7 @@ async fn kernel_arguments_are_checked_against_the_ptx_signature() {
 #[tokio::test]
 async fn malformed_ptx_and_missing_entries_fail_to_load() {
     let engine = engine();
-    let mut g = Guest::passthrough(&engine, cpu_runtime(GpuQuotas::default()), "t").await;
+    let mut g = Guest::passthrough(&engine, raw_ptx_runtime(), "t").await;
     let load = async |g: &mut Guest, ptx: &[u8], entry: &[u8]| {
         g.write(4096, ptx);
         g.write(100, entry);
@@ -479,9 +561,12 @@ async fn a_deadline_releases_buffers_and_quota_when_the_store_drops() {
 async fn kernel_cache_hits_and_metrics_are_exported() {
     let engine = engine();
     let rt = cpu_runtime(GpuQuotas::default());
+    rt.allow_raw_ptx(["a".to_owned(), "b".to_owned()]);
     let mut registry = prometheus_client::registry::Registry::default();
     rt.register_metrics(&mut registry);
-    for tenant in ["a", "b"] {
+    // A compiled module is shared by one tenant's sessions only: tenant b
+    // loading the same text gets a module (and `.global` state) of its own.
+    for tenant in ["a", "a", "b"] {
         let mut g = Guest::passthrough(&engine, rt.clone(), tenant).await;
         g.write(4096, SAXPY_PTX.as_bytes());
         g.write(100, b"saxpy");
@@ -512,10 +597,10 @@ async fn kernel_cache_hits_and_metrics_are_exported() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
     for needle in [
-        "tensor_wasm_gpu_kernel_cache_total{result=\"miss\"} 1",
+        "tensor_wasm_gpu_kernel_cache_total{result=\"miss\"} 2",
         "tensor_wasm_gpu_kernel_cache_total{result=\"hit\"} 1",
-        "tensor_wasm_gpu_dispatch_duration_seconds_count{op=\"relu\",backend=\"cpu\"} 2",
-        "tensor_wasm_gpu_bytes_transferred_total{direction=\"h2d\"} 128",
+        "tensor_wasm_gpu_dispatch_duration_seconds_count{op=\"relu\",backend=\"cpu\"} 3",
+        "tensor_wasm_gpu_bytes_transferred_total{direction=\"h2d\"} 192",
         "tensor_wasm_gpu_memory_in_use_bytes{tenant=\"a\"} 0",
         "tensor_wasm_gpu_backend_info{backend=\"cpu\"",
     ] {

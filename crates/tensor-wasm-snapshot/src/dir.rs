@@ -221,9 +221,11 @@ impl SnapshotDir {
         Ok(self.root.join(format!("{id}.{EXTENSION}")))
     }
 
-    /// Fresh id for a snapshot taken at `created_at_unix_ms`: sortable by time.
+    /// Fresh id for a snapshot taken at `created_at_unix_ms`: sortable by
+    /// time, with 128 random bits so that no one guesses another's id (the
+    /// routes check ownership regardless).
     pub fn new_id(created_at_unix_ms: i64) -> String {
-        format!("snap-{created_at_unix_ms:013}-{}", random_hex(4))
+        format!("snap-{created_at_unix_ms:013}-{}", random_hex(16))
     }
 
     /// Writes `snapshot` under a new id (stored in its metadata) and returns

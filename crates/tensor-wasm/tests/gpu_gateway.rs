@@ -50,5 +50,13 @@ fn gpu_examples_run_through_the_gateway() {
             stdout.contains(expect) && stdout.contains(" ok"),
             "{guest}: {stdout}"
         );
+        if guest == "ptx-saxpy" {
+            // Raw PTX is off unless the operator enables it for the tenant:
+            // the guest is told so and uses the built-in op.
+            assert!(
+                stdout.contains("raw PTX is disabled") && stdout.contains("path=builtin"),
+                "{stdout}"
+            );
+        }
     }
 }

@@ -56,6 +56,8 @@ pub enum ErrorKind {
     TooManyHandles,
     /// The module exports no `memory`.
     NoMemory,
+    /// Raw PTX is not enabled for this tenant (the built-in ops are).
+    RawPtxDisabled,
     /// A code this SDK version does not know.
     Unknown(i32),
 }
@@ -76,6 +78,7 @@ impl ErrorKind {
             sys::ERR_DEVICE => ErrorKind::Device,
             sys::ERR_TOO_MANY_HANDLES => ErrorKind::TooManyHandles,
             sys::ERR_NO_MEMORY => ErrorKind::NoMemory,
+            sys::ERR_RAW_PTX_DISABLED => ErrorKind::RawPtxDisabled,
             other => ErrorKind::Unknown(other),
         }
     }

@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use tensor_wasm_exec::{ExportSignature, InvokeContext};
+use tensor_wasm_exec::ExportSignature;
 use tensor_wasm_store::{FunctionId, FunctionLimits, FunctionRecord};
 
 use crate::audit::{AuditLog, AuditTargetRef, Outcome};
@@ -207,15 +207,7 @@ async fn deploy(
         .await
         .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))??;
 
-    let context = InvokeContext {
-        tenant: record.tenant.as_str().into(),
-        limits: state.limits_for(&record.tenant, &record.limits),
-    };
-    let f = Arc::new(DeployedFunction {
-        record,
-        compiled,
-        context,
-    });
+    let f = state.deployed(record, compiled);
     let count = state.functions().insert(f.clone());
     state.metrics().functions_deployed.set(count as i64);
     tracing::info!(function_id = %f.record.id, name = %f.record.name, tenant = %f.record.tenant, "function deployed");
@@ -329,13 +321,20 @@ fn validate_limits(
     };
     check_limit_values(&limits, state.inner.max_memory_bytes, "limits.")
         .map_err(ApiError::InvalidRequest)?;
-    if let Some(ceiling) = state.inner.tenant_limits.get(tenant)
-        && let Some((field, asked, most)) = above_ceiling(&limits, ceiling)
-    {
-        return Err(ApiError::InvalidRequest(format!(
-            "`limits.{field}` = {asked} is above tenant `{tenant}`'s ceiling of {most} \
-             (set by the operator's tenant limits)"
-        )));
+    if let Some((field, asked, most)) = above_ceiling(&limits, &state.ceiling_for(tenant)) {
+        return Err(ApiError::InvalidRequest(
+            if state.tenant_sets(tenant, field) {
+                format!(
+                    "`limits.{field}` = {asked} is above tenant `{tenant}`'s ceiling of {most} \
+                 (set by the operator's tenant limits)"
+                )
+            } else {
+                format!(
+                    "`limits.{field}` = {asked} is above the server's ceiling of {most} \
+                 (set by the operator; a tenant limits entry can raise it for a tenant)"
+                )
+            },
+        ));
     }
     Ok(limits)
 }

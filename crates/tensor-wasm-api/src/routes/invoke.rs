@@ -21,6 +21,9 @@ use crate::limits::{is_json, media_type, read_body};
 use crate::routes::functions::{FunctionIdPath, query};
 use crate::state::{AppState, Caller};
 
+/// Largest typed-call JSON body (`{"export","args"}`): 64 KiB.
+pub const MAX_TYPED_CALL_BYTES: usize = 64 << 10;
+
 /// Most stderr bytes (after escaping) returned in `x-tensor-wasm-stderr`.
 pub const STDERR_HEADER_LIMIT: usize = 1024;
 
@@ -66,8 +69,15 @@ async fn invoke(
     // The whole request, split here, rather than `HeaderMap` and `Uri`
     // extractors: those clone the header map on every call.
     let (parts, body) = req.into_parts();
-    let body = read_body(&parts.headers, body, state.max_body_bytes()).await?;
     let typed = is_json(&media_type(&parts.headers));
+    // A typed call carries a handful of numbers: its JSON is bounded far
+    // below the general body cap before serde expands it into values.
+    let cap = if typed {
+        state.max_body_bytes().min(MAX_TYPED_CALL_BYTES)
+    } else {
+        state.max_body_bytes()
+    };
+    let body = read_body(&parts.headers, body, cap).await?;
     // Parse before taking a slot: malformed requests never occupy one.
     let call = if typed {
         let c: TypedCall = serde_json::from_slice(&body)
@@ -85,10 +95,7 @@ async fn invoke(
     };
 
     let metrics = state.metrics();
-    let Ok(_permit) = state.inner.invocations.clone().try_acquire_owned() else {
-        metrics.invocation("busy");
-        return Err(ApiError::Overloaded);
-    };
+    let _permit = state.admit(&f)?;
     let executor = state.executor();
     let started = Instant::now();
     match call {

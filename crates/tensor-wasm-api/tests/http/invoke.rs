@@ -162,20 +162,21 @@ async fn invocation_bound_answers_503_with_retry_after() {
         })
         .await,
     );
+    // Two tenants, so the global bound (not tenant 7's share) refuses tenant 8.
     let spin = s
-        .deploy_json(Some(ADMIN), json!({"name": "spin", "wasm_b64": b64(&wasm(SPIN_WAT)), "limits": {"timeout_ms": 1000}}))
+        .deploy_json(Some(TENANT_7), json!({"name": "spin", "wasm_b64": b64(&wasm(SPIN_WAT)), "limits": {"timeout_ms": 1000}}))
         .await;
-    let add = s.deploy(Some(ADMIN), "adder", &wasm(ADD_WAT)).await;
+    let add = s.deploy(Some(TENANT_8), "adder", &wasm(ADD_WAT)).await;
     let spin_id = spin["id"].as_str().unwrap().to_owned();
     let busy = {
         let s = s.clone();
-        tokio::spawn(async move { s.invoke(Some(ADMIN), &spin_id, "spin", json!([])).await })
+        tokio::spawn(async move { s.invoke(Some(TENANT_7), &spin_id, "spin", json!([])).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = s
         .post(
             &format!("/functions/{}/invoke", add["id"].as_str().unwrap()),
-            Some(ADMIN),
+            Some(TENANT_8),
         )
         .json(&json!({"export": "add", "args": [1, 2]}))
         .send()
@@ -189,7 +190,7 @@ async fn invocation_bound_answers_503_with_retry_after() {
     // The slot is free again.
     let (status, _) = s
         .invoke(
-            Some(ADMIN),
+            Some(TENANT_8),
             add["id"].as_str().unwrap(),
             "add",
             json!([1, 2]),

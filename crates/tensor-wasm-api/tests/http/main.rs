@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod functions;
+mod hostile;
 mod invoke;
 mod limits;
 mod runbook;

@@ -76,6 +76,14 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Per-tenant limits file contents (JSON).
     pub tenant_limits: Option<String>,
+    /// Default per-tenant bound on concurrent invocations.
+    pub tenant_max_concurrent_invocations: Option<usize>,
+    /// Budget for the sum of running invocations' memory limits.
+    pub memory_budget_bytes: Option<u64>,
+    /// Give guests the `tw_gpu_v1` interface on the CPU backend.
+    pub gpu: bool,
+    /// Server-wide ceiling on a function's `max_memory_bytes`.
+    pub memory_ceiling: Option<u64>,
 }
 
 impl Default for Options {
@@ -87,6 +95,10 @@ impl Default for Options {
             max_concurrent_invocations: None,
             data_dir: None,
             tenant_limits: None,
+            tenant_max_concurrent_invocations: None,
+            memory_budget_bytes: None,
+            gpu: false,
+            memory_ceiling: None,
         }
     }
 }
@@ -140,6 +152,20 @@ impl TestServer {
         }
         if let Some(c) = opts.max_concurrent_invocations {
             config.max_concurrent_invocations = c;
+        }
+        config.tenant_max_concurrent_invocations = opts.tenant_max_concurrent_invocations;
+        config.memory_budget_bytes = opts.memory_budget_bytes;
+        if let Some(m) = opts.memory_ceiling {
+            config.ceiling.max_memory_bytes = Some(m);
+        }
+        if opts.gpu {
+            config.gpu = Some(
+                tensor_wasm_gpu::GpuRuntime::new(tensor_wasm_gpu::GpuConfig {
+                    backend: tensor_wasm_gpu::BackendChoice::Cpu,
+                    ..Default::default()
+                })
+                .expect("CPU backend opens"),
+            );
         }
         if let Some(text) = &opts.tenant_limits {
             config.tenant_limits =

@@ -5,8 +5,14 @@
 //! `vector_add`, `saxpy` and `relu` are bit-for-bit equal to the CUDA kernels
 //! (both round each multiply and add separately); `matmul`, `sum`, `max` and
 //! `softmax` agree within the tolerances stated in `GPU-INTERFACE.md`.
+//!
+//! Large ops work in chunks and check the op's cancellation token between
+//! them, so an op whose invocation has ended (its deadline passed) stops
+//! within one chunk instead of running to completion on the shared pool.
 
-use super::{Backend, BufferId, Fence, KernelArg, KernelModule, LaunchDims, check_f32_len};
+use super::{
+    Backend, BufferId, CancelToken, Fence, KernelArg, KernelModule, LaunchDims, check_f32_len,
+};
 use crate::error::GpuError;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -142,6 +148,7 @@ impl CpuBackend {
         f: impl Fn(&[&[f32]], &mut [f32]) + Sync,
     ) -> Result<(), GpuError> {
         let ins: Vec<(BufferId, usize)> = inputs.iter().map(|id| (*id, n)).collect();
+        let cancel = CancelToken::current();
         self.with_buffers(&ins, (out, n), |ins, out| {
             if n <= CHUNK {
                 f(ins, out);
@@ -149,13 +156,17 @@ impl CpuBackend {
                 out.par_chunks_mut(CHUNK)
                     .enumerate()
                     .for_each(|(c, out_chunk)| {
+                        if cancel.is_cancelled() {
+                            return;
+                        }
                         let start = c * CHUNK;
                         let end = start + out_chunk.len();
                         let chunk_ins: Vec<&[f32]> = ins.iter().map(|s| &s[start..end]).collect();
                         f(&chunk_ins, out_chunk);
                     });
             }
-        })
+        })?;
+        cancel.check()
     }
 
     fn reduce(
@@ -172,16 +183,24 @@ impl CpuBackend {
                 "reduction over zero elements".into(),
             ));
         }
+        let cancel = CancelToken::current();
         self.with_buffers(&[(x, n)], (out, 1), |ins, out| {
             let x = ins[0];
             out[0] = if n <= CHUNK {
                 chunk_fn(x)
             } else {
                 x.par_chunks(CHUNK)
-                    .map(&chunk_fn)
+                    .map(|c| {
+                        if cancel.is_cancelled() {
+                            identity
+                        } else {
+                            chunk_fn(c)
+                        }
+                    })
                     .reduce(|| identity, &combine)
             };
-        })
+        })?;
+        cancel.check()
     }
 }
 
@@ -361,31 +380,42 @@ impl Backend for CpuBackend {
                 "matrix dimension too large".into(),
             ));
         }
+        let cancel = CancelToken::current();
+        // Row blocks of about 2^26 multiply-adds: large enough to keep
+        // sgemm's cache blocking, small enough to notice a cancellation soon.
+        let rows_per_block = ((1usize << 26) / k.saturating_mul(n).max(1)).clamp(1, m.max(1));
         self.with_buffers(&[(a, mk), (b, kn)], (c, mn), |ins, c| {
             let (a, b) = (ins[0], ins[1]);
-            // SAFETY: `a` holds m·k, `b` k·n and `c` m·n f32s (checked by
-            // `with_buffers`); the row/column strides describe dense row-major
-            // matrices inside those slices; `c` does not alias `a` or `b`
-            // (an aliasing output sees a private copy of the input).
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    a.as_ptr(),
-                    k as isize,
-                    1,
-                    b.as_ptr(),
-                    n as isize,
-                    1,
-                    0.0,
-                    c.as_mut_ptr(),
-                    n as isize,
-                    1,
-                );
+            let mut row = 0;
+            while row < m && !cancel.is_cancelled() {
+                let rows = rows_per_block.min(m - row);
+                // SAFETY: `a` holds m·k, `b` k·n and `c` m·n f32s (checked by
+                // `with_buffers`); rows `row..row+rows` of `a` (stride k) and
+                // of `c` (stride n) lie inside them; the strides describe
+                // dense row-major matrices; `c` does not alias `a` or `b`
+                // (an aliasing output sees a private copy of the input).
+                unsafe {
+                    matrixmultiply::sgemm(
+                        rows,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr().add(row * k),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        0.0,
+                        c.as_mut_ptr().add(row * n),
+                        n as isize,
+                        1,
+                    );
+                }
+                row += rows;
             }
-        })
+        })?;
+        cancel.check()
     }
 
     fn softmax(
@@ -403,6 +433,7 @@ impl Backend for CpuBackend {
                 "softmax with zero columns".into(),
             ));
         }
+        let cancel = CancelToken::current();
         self.with_buffers(&[(x, total)], (out, total), |ins, out| {
             let x = ins[0];
             if total <= CHUNK {
@@ -412,9 +443,14 @@ impl Backend for CpuBackend {
             } else {
                 x.par_chunks(cols)
                     .zip(out.par_chunks_mut(cols))
-                    .for_each(|(xr, or)| softmax_row(xr, or));
+                    .for_each(|(xr, or)| {
+                        if !cancel.is_cancelled() {
+                            softmax_row(xr, or);
+                        }
+                    });
             }
-        })
+        })?;
+        cancel.check()
     }
 
     fn sum(&self, x: BufferId, out: BufferId, n: usize) -> Result<(), GpuError> {

@@ -58,13 +58,88 @@ enum ParamWord {
     W64(u64),
 }
 
+/// First driver version with `cuFuncGetParamInfo` (12.4).
+const PARAM_INFO_DRIVER: i32 = 12040;
+
+/// The driver's version (`cuDriverGetVersion`), read once.
+fn driver_version() -> i32 {
+    static VERSION: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let mut v = 0i32;
+        // SAFETY: only reached from `launch`, which needs an open backend, so
+        // `libcuda` is loaded; `v` is a valid out-pointer.
+        let rc = unsafe { cu::cuDriverGetVersion(&mut v) };
+        if rc == cu::CUresult::CUDA_SUCCESS {
+            v
+        } else {
+            0
+        }
+    })
+}
+
+/// Checks a guest kernel's argument list against the parameter list the
+/// driver reports for the loaded function — count, and each parameter's
+/// size — so a PTX text that the signature scanner read differently from
+/// the driver can never make `cuLaunchKernel` read past the argument array.
+/// Drivers older than 12.4 cannot report it: guest kernels are refused there.
+fn check_params_with_driver(
+    func: &CudaFunction,
+    entry: &str,
+    words: &[ParamWord],
+) -> Result<(), GpuError> {
+    if driver_version() < PARAM_INFO_DRIVER {
+        return Err(GpuError::KernelLoad(format!(
+            "the CUDA driver ({}) cannot report kernel parameters (needs 12.4 or newer); \
+             raw PTX launches are refused",
+            driver_version()
+        )));
+    }
+    let raw = func.cu_function();
+    for (i, w) in words.iter().enumerate() {
+        let (mut offset, mut size) = (0usize, 0usize);
+        // SAFETY: `raw` is a live function of a module this backend holds;
+        // the out-pointers are valid locals.
+        let rc = unsafe { cu::cuFuncGetParamInfo(raw, i, &mut offset, &mut size) };
+        if rc != cu::CUresult::CUDA_SUCCESS {
+            return Err(GpuError::ArgMismatch(format!(
+                "kernel `{entry}`: the driver reports fewer than {} parameters",
+                words.len()
+            )));
+        }
+        let want = match w {
+            ParamWord::W32(_) => 4,
+            ParamWord::W64(_) => 8,
+        };
+        if size != want {
+            return Err(GpuError::ArgMismatch(format!(
+                "kernel `{entry}` parameter {i}: the driver reports {size} bytes, \
+                 the argument has {want}"
+            )));
+        }
+    }
+    let (mut offset, mut size) = (0usize, 0usize);
+    // SAFETY: as above; asking one past the end must fail.
+    let rc = unsafe { cu::cuFuncGetParamInfo(raw, words.len(), &mut offset, &mut size) };
+    if rc == cu::CUresult::CUDA_SUCCESS {
+        return Err(GpuError::ArgMismatch(format!(
+            "kernel `{entry}`: the driver reports more than {} parameters",
+            words.len()
+        )));
+    }
+    Ok(())
+}
+
 /// The CUDA backend (one device, one context, its default stream).
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     builtins: Builtins,
     blas: Option<Mutex<cudarc::cublas::CudaBlas>>,
-    buffers: Mutex<HashMap<BufferId, CudaSlice<u8>>>,
+    /// Live buffers. Entries are shared (`Arc`) so a copy clones its slice
+    /// and releases the map's lock before the driver call: no lock that
+    /// every tenant needs is held across a copy. A freed buffer's memory
+    /// goes back once the last copy using it has finished.
+    buffers: Mutex<HashMap<BufferId, Arc<CudaSlice<u8>>>>,
     next_id: AtomicU64,
     cache_dir: Option<PathBuf>,
     device_name: String,
@@ -188,14 +263,25 @@ impl CudaBackend {
         self.blas.is_some()
     }
 
-    fn buffers(&self) -> MutexGuard<'_, HashMap<BufferId, CudaSlice<u8>>> {
+    fn buffers(&self) -> MutexGuard<'_, HashMap<BufferId, Arc<CudaSlice<u8>>>> {
         self.buffers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Buffer `buf`, cloned out of the map (whose lock is released on return).
+    fn buffer(&self, buf: BufferId) -> Result<Arc<CudaSlice<u8>>, GpuError> {
+        self.buffers()
+            .get(&buf)
+            .cloned()
+            .ok_or(GpuError::InvalidHandle {
+                kind: "buffer",
+                handle: buf.0 as u32,
+            })
     }
 
     /// Device address of buffer `id`, after checking it holds `n` f32s.
     fn f32_ptr(
         &self,
-        map: &HashMap<BufferId, CudaSlice<u8>>,
+        map: &HashMap<BufferId, Arc<CudaSlice<u8>>>,
         id: BufferId,
         n: usize,
     ) -> Result<u64, GpuError> {
@@ -395,7 +481,7 @@ impl Backend for CudaBackend {
             .alloc_zeros::<u8>(len)
             .map_err(driver_err("device allocation"))?;
         let id = BufferId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
-        self.buffers().insert(id, slice);
+        self.buffers().insert(id, Arc::new(slice));
         Ok(id)
     }
 
@@ -406,11 +492,7 @@ impl Backend for CudaBackend {
     }
 
     fn write(&self, buf: BufferId, offset: u64, data: &[u8]) -> Result<(), GpuError> {
-        let map = self.buffers();
-        let slice = map.get(&buf).ok_or(GpuError::InvalidHandle {
-            kind: "buffer",
-            handle: buf.0 as u32,
-        })?;
+        let slice = self.buffer(buf)?;
         let end = offset.checked_add(data.len() as u64);
         if end.is_none_or(|end| end > slice.len() as u64) {
             return Err(GpuError::OutOfRange(format!(
@@ -432,11 +514,7 @@ impl Backend for CudaBackend {
     }
 
     fn read(&self, buf: BufferId, offset: u64, out: &mut [u8]) -> Result<(), GpuError> {
-        let map = self.buffers();
-        let slice = map.get(&buf).ok_or(GpuError::InvalidHandle {
-            kind: "buffer",
-            handle: buf.0 as u32,
-        })?;
+        let slice = self.buffer(buf)?;
         let end = offset.checked_add(out.len() as u64);
         if end.is_none_or(|end| end > slice.len() as u64) {
             return Err(GpuError::OutOfRange(format!(
@@ -516,6 +594,7 @@ impl Backend for CudaBackend {
                 KernelArg::F64(v) => ParamWord::W64(v.to_bits()),
             });
         }
+        check_params_with_driver(&func, entry, &words)?;
         let cfg = LaunchConfig {
             grid_dim: (dims.grid[0], dims.grid[1], dims.grid[2]),
             block_dim: (dims.block[0], dims.block[1], dims.block[2]),

@@ -8,12 +8,51 @@
 use crate::error::GpuError;
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod cpu;
 pub mod cuda;
 
 pub use cpu::CpuBackend;
 pub use cuda::CudaBackend;
+
+thread_local! {
+    static CANCEL: std::cell::RefCell<Option<Arc<AtomicBool>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (one backend op) with `flag` as its cancellation token: a
+/// backend that works in chunks ([`CpuBackend`]) stops at the next chunk
+/// once `flag` is set — the invocation that asked for the op has ended.
+pub(crate) fn with_cancel<R>(flag: Arc<AtomicBool>, f: impl FnOnce() -> R) -> R {
+    CANCEL.with(|c| *c.borrow_mut() = Some(flag));
+    let r = f();
+    CANCEL.with(|c| *c.borrow_mut() = None);
+    r
+}
+
+/// The running op's cancellation token, if it has one (read once per op,
+/// on the thread that started it, then shared with its parallel chunks).
+#[derive(Clone, Default)]
+pub(crate) struct CancelToken(Option<Arc<AtomicBool>>);
+
+impl CancelToken {
+    pub(crate) fn current() -> Self {
+        CancelToken(CANCEL.with(|c| c.borrow().clone()))
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// `Err` once cancelled: what an op that stopped early returns.
+    pub(crate) fn check(&self) -> Result<(), GpuError> {
+        if self.is_cancelled() {
+            Err(GpuError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
 
 /// A backend-issued name for one device buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -40,6 +40,20 @@ fn is_writable_dir(dir: &std::path::Path) -> bool {
     }
 }
 
+/// The GPU runtime of a local command (`run`, `snapshot`): the operator's own
+/// code on the operator's machine, so its `local` tenant may use raw PTX.
+pub fn local_gpu_runtime(
+    choice: &str,
+    cache_dir: Option<PathBuf>,
+    quotas: tensor_wasm_gpu::GpuQuotas,
+) -> anyhow::Result<Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>> {
+    let runtime = gpu_runtime(choice, cache_dir, quotas)?;
+    if let Some(rt) = &runtime {
+        rt.allow_raw_ptx(["local".to_owned()]);
+    }
+    Ok(runtime)
+}
+
 /// Opens the GPU runtime for `--gpu auto|cuda|cpu|off`: `auto` uses CUDA when
 /// a device opens and falls back to the CPU backend (logged once); `cuda`
 /// refuses to start without a device; `off` leaves the GPU imports undefined.

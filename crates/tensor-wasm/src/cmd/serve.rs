@@ -69,6 +69,29 @@ pub struct ServeArgs {
           default_value_t = DEFAULT_MAX_CONCURRENT_INVOCATIONS)]
     max_concurrent_invocations: usize,
 
+    /// One tenant's invocations allowed to run at once; more are answered
+    /// 429 + Retry-After [default: a quarter of --max-concurrent-invocations].
+    #[arg(long, env = "TENSOR_WASM_API_TENANT_MAX_CONCURRENT_INVOCATIONS")]
+    tenant_max_concurrent_invocations: Option<usize>,
+
+    /// Most memory the running invocations' limits may add up to, e.g.
+    /// `16GiB`; past it 503 + Retry-After [default: the machine's memory].
+    #[arg(long, env = "TENSOR_WASM_API_MEMORY_BUDGET_BYTES",
+          value_parser = super::units::parse_bytes)]
+    memory_budget: Option<u64>,
+
+    /// Longest `limits.timeout_ms` a function may ask for unless its
+    /// tenant's limits entry sets its own.
+    #[arg(long, env = "TENSOR_WASM_API_MAX_TIMEOUT_MS",
+          default_value_t = tensor_wasm_api::config::DEFAULT_CEILING_TIMEOUT_MS)]
+    max_timeout_ms: u64,
+
+    /// Largest `limits.max_memory_bytes` a function may ask for unless its
+    /// tenant's limits entry sets its own, e.g. `512MiB`.
+    #[arg(long, env = "TENSOR_WASM_API_MAX_MEMORY_BYTES", default_value = "256MiB",
+          value_parser = super::units::parse_bytes)]
+    max_memory: u64,
+
     /// JSON file of per-tenant limit overrides (and ceilings), e.g.
     /// `{"free-tier": {"timeout_ms": 500, "max_memory_bytes": 33554432}}`; read at start-up.
     #[arg(long, env = "TENSOR_WASM_TENANT_LIMITS")]
@@ -103,6 +126,10 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map(|rps| RateLimitConfig::new(rps, args.rate_limit_burst));
     config.max_body_bytes = args.max_body_bytes;
     config.max_concurrent_invocations = args.max_concurrent_invocations;
+    config.tenant_max_concurrent_invocations = args.tenant_max_concurrent_invocations;
+    config.memory_budget_bytes = args.memory_budget;
+    config.ceiling.timeout_ms = Some(args.max_timeout_ms);
+    config.ceiling.max_memory_bytes = Some(args.max_memory);
     if let Some(path) = &args.tenant_limits {
         config.tenant_limits = TenantLimits::load(path)?;
         tracing::info!(

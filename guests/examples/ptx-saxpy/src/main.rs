@@ -1,6 +1,7 @@
 //! Runs a raw PTX `saxpy` kernel (y = alpha·x + y) through `Kernel::launch`.
-//! On the CPU backend raw PTX needs a CUDA device, so the guest says so and
-//! falls back to the built-in `saxpy` op, then checks the result either way.
+//! On the CPU backend raw PTX needs a CUDA device, and a server enables raw
+//! PTX only for the tenants its operator opts in: in either case the guest
+//! says so and falls back to the built-in `saxpy` op, then checks the result.
 //!
 //! Usage: `ptx-saxpy [N]` (or N on stdin; default 65536).
 //! Prints `ptx-saxpy n=N backend=B path=ptx|builtin ok` or exits 1 on a mismatch.
@@ -24,18 +25,19 @@ fn run(n: usize) -> Result<(), tensor_wasm_guest::Error> {
     let y: Vec<f32> = (0..n).map(|i| (i % 7) as f32).collect();
     let dx = Buffer::from_f32(&x)?;
     let dy = Buffer::from_f32(&y)?;
-    let kernel = Kernel::load(SAXPY_PTX, "saxpy")?;
-    let launched = kernel
-        .launch()
-        .threads_1d(n as u32, 256)
-        .arg(&dx)
-        .arg(&dy)
-        .arg(alpha)
-        .arg(n as u32)
-        .run();
+    let launched = Kernel::load(SAXPY_PTX, "saxpy").and_then(|kernel| {
+        kernel
+            .launch()
+            .threads_1d(n as u32, 256)
+            .arg(&dx)
+            .arg(&dy)
+            .arg(alpha)
+            .arg(n as u32)
+            .run()
+    });
     let path = match launched {
         Ok(()) => "ptx",
-        Err(e) if e.kind == ErrorKind::NeedsCuda => {
+        Err(e) if matches!(e.kind, ErrorKind::NeedsCuda | ErrorKind::RawPtxDisabled) => {
             println!("note: {}; using the built-in saxpy op", e.message);
             ops::saxpy(alpha, &dx, &dy, &dy, n)?;
             "builtin"

@@ -17,7 +17,8 @@ use crate::limits::{is_json, media_type, read_body};
 use crate::state::{AppState, Caller, DeployedFunction};
 
 use super::service::{lock, module_for};
-use super::{SnapshotFailure, SnapshotPath};
+use super::{SnapshotFailure, SnapshotPath, audit_as, target};
+use crate::audit::Outcome;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +69,7 @@ async fn warm_start(
     } else {
         snapshot_id.to_owned()
     };
-    if let Some(w) = service.prepared(&id) {
+    if let Some(w) = service.prepared(&function_id, &id) {
         return Ok((id, w));
     }
     let module = module_for(state, f).await?;
@@ -86,7 +87,7 @@ async fn warm_start(
     .await
     .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))??;
     let warm = Arc::new(warm);
-    service.remember(id.clone(), warm.clone());
+    service.remember(&f.record.id.0, id.clone(), warm.clone());
     Ok((id, warm))
 }
 
@@ -98,7 +99,10 @@ pub(super) async fn invoke(
     body: Body,
 ) -> Result<Response, SnapshotFailure> {
     let f = state.function_for(&caller, &path.function_id, "function.invoke")?;
-    let body = read_body(&headers, body, state.max_body_bytes()).await?;
+    let cap = state
+        .max_body_bytes()
+        .min(crate::routes::invoke::MAX_TYPED_CALL_BYTES);
+    let body = read_body(&headers, body, cap).await?;
     if !is_json(&media_type(&headers)) {
         return Err(ApiError::InvalidRequest(
             "invoking from a snapshot takes a typed call: Content-Type application/json with \
@@ -124,16 +128,25 @@ pub(super) async fn invoke(
                 tracing::warn!(function_id = %path.function_id, snapshot = %path.snapshot_id,
                     code = err.code(), error = %err, "snapshot refused");
             }
+            // A snapshot id this function does not own — absent, or another
+            // function's or tenant's — is a denied reference: audit it.
+            if let SnapshotFailure::Snapshot(SnapshotError::NotFound(_)) = &e {
+                audit_as(
+                    &state,
+                    &caller,
+                    "snapshot.invoke",
+                    Outcome::Denied,
+                    Err(&e),
+                    &target(&f, Some(&path.snapshot_id)),
+                );
+            }
             return Err(e);
         }
     };
     service.count("restore", "ok");
 
     let metrics = state.metrics();
-    let Ok(_permit) = state.inner.invocations.clone().try_acquire_owned() else {
-        metrics.invocation("busy");
-        return Err(ApiError::Overloaded.into());
-    };
+    let _permit = state.admit(&f)?;
     let started = Instant::now();
     // Like the plain invoke route: a span only when spans are exported.
     let span = if state.inner.otel {

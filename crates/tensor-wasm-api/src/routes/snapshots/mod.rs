@@ -210,12 +210,25 @@ fn audit(
     result: Result<u16, &SnapshotFailure>,
     target: &AuditTargetRef,
 ) {
+    audit_as(state, caller, action, Outcome::Failure, result, target);
+}
+
+/// Like [`audit`], with the outcome an error is recorded as (`denied` for a
+/// reference to a snapshot the caller does not own).
+fn audit_as(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    on_error: Outcome,
+    result: Result<u16, &SnapshotFailure>,
+    target: &AuditTargetRef,
+) {
     let (outcome, status, error) = match result {
         Ok(status) => (Outcome::Success, status, None),
         Err(SnapshotFailure::Api(e)) => {
-            return state.audit(caller, action, Outcome::Failure, &Err(e), target);
+            return state.audit(caller, action, on_error, &Err(e), target);
         }
-        Err(e) => (Outcome::Failure, e.status().as_u16(), Some(e.code())),
+        Err(e) => (on_error, e.status().as_u16(), Some(e.code())),
     };
     let trace_id = caller.ctx.trace_id(state.inner.otel);
     state.inner.audit.write(&AuditRecord {
@@ -270,13 +283,14 @@ async fn create(
     // Prepare the fast path now, off the request, so the first invoke is warm.
     let background = state.clone();
     let snapshot_id = view.id.clone();
+    let function_id = f.record.id.0.clone();
     let context = f.context.clone();
     tokio::spawn(async move {
         let service = &background.inner.snapshots;
         if let Ok(Ok(prepared)) = tokio::task::spawn_blocking(warm).await {
             // The first instantiation builds the copy-on-write memory image.
             let _ = prepared.instantiate(background.executor(), &context).await;
-            service.remember(snapshot_id, Arc::new(prepared));
+            service.remember(&function_id, snapshot_id, Arc::new(prepared));
         }
     });
     let mut resp = (StatusCode::CREATED, axum::Json(view)).into_response();
@@ -309,9 +323,7 @@ async fn create_inner(
     let module = module_for(state, f).await?;
 
     // Warming runs guest code: it takes an invocation slot like any call.
-    let Ok(permit) = state.inner.invocations.clone().try_acquire_owned() else {
-        return Err(ApiError::Overloaded.into());
-    };
+    let permit = state.admit(f)?;
     let meta = SnapshotMeta {
         function_id: Some(f.record.id.0.clone()),
         function_name: Some(f.record.name.clone()),
@@ -326,8 +338,10 @@ async fn create_inner(
         meta,
     )
     .await?;
-    drop(permit);
 
+    // The slot is held until the captured copy is encoded and on disk: the
+    // copies are this snapshot's memory cost, and a tenant starting many
+    // must not hold more of them than it holds slots.
     let dir = service.dir.clone();
     let (snapshot, id, path) = tokio::task::spawn_blocking(move || {
         let (id, path) = dir.save(&mut snapshot, key.as_ref(), None)?;
@@ -335,6 +349,7 @@ async fn create_inner(
     })
     .await
     .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))??;
+    drop(permit);
     let header = tensor_wasm_snapshot::dir::read_header_file(&path)?;
     lock(&service.latest).insert(f.record.id.0.clone(), id.clone());
 

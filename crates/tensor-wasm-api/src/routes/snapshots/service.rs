@@ -23,6 +23,9 @@ use super::SnapshotFailure;
 /// memory image); beyond this the oldest-inserted is dropped.
 const MAX_PREPARED: usize = 64;
 
+/// `(function id, snapshot id)`: what a prepared snapshot is filed under.
+pub(super) type PreparedKey = (String, String);
+
 /// Labels of `tensor_wasm_snapshots_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SnapshotLabels {
@@ -37,7 +40,9 @@ pub struct SnapshotService {
     pub(super) signing_key: Result<Option<SigningKey>, String>,
     total: Family<SnapshotLabels, Counter>,
     pub(super) modules: Mutex<HashMap<String, SnapshotModule>>,
-    pub(super) prepared: Mutex<Vec<(String, Arc<WarmStart>)>>,
+    /// Prepared snapshots keyed by `(function id, snapshot id)`: a lookup
+    /// only ever finds a snapshot of the function the caller already owns.
+    pub(super) prepared: Mutex<Vec<(PreparedKey, Arc<WarmStart>)>>,
     pub(super) latest: Mutex<HashMap<String, String>>,
 }
 
@@ -96,20 +101,22 @@ impl SnapshotService {
         Ok(self.key()?.map(VerifyPolicy::require).unwrap_or_default())
     }
 
-    pub(super) fn prepared(&self, snapshot_id: &str) -> Option<Arc<WarmStart>> {
+    /// The prepared snapshot `snapshot_id` of `function_id`; never one of
+    /// another function, whatever id the caller names.
+    pub(super) fn prepared(&self, function_id: &str, snapshot_id: &str) -> Option<Arc<WarmStart>> {
         lock(&self.prepared)
             .iter()
-            .find(|(id, _)| id == snapshot_id)
+            .find(|((f, s), _)| f == function_id && s == snapshot_id)
             .map(|(_, w)| w.clone())
     }
 
-    pub(super) fn remember(&self, snapshot_id: String, warm: Arc<WarmStart>) {
+    pub(super) fn remember(&self, function_id: &str, snapshot_id: String, warm: Arc<WarmStart>) {
         let mut prepared = lock(&self.prepared);
-        prepared.retain(|(id, _)| *id != snapshot_id);
+        prepared.retain(|((f, s), _)| !(f == function_id && *s == snapshot_id));
         if prepared.len() >= MAX_PREPARED {
             prepared.remove(0);
         }
-        prepared.push((snapshot_id, warm));
+        prepared.push(((function_id.to_owned(), snapshot_id), warm));
     }
 
     /// Deletes every snapshot file of a deleted function and drops what is
@@ -122,8 +129,8 @@ impl SnapshotService {
                 Ok(()) | Err(SnapshotError::NotFound(_)) => removed += 1,
                 Err(e) => return Err(e),
             }
-            lock(&self.prepared).retain(|(id, _)| id != snapshot_id);
         }
+        lock(&self.prepared).retain(|((f, _), _)| f != function_id);
         lock(&self.latest).remove(function_id);
         let prefix = format!("{function_id}:");
         lock(&self.modules).retain(|key, _| !key.starts_with(&prefix));
@@ -131,7 +138,7 @@ impl SnapshotService {
     }
 
     pub(super) fn forget(&self, function_id: &str, snapshot_id: &str) {
-        lock(&self.prepared).retain(|(id, _)| id != snapshot_id);
+        lock(&self.prepared).retain(|((f, s), _)| !(f == function_id && s == snapshot_id));
         let mut latest = lock(&self.latest);
         if latest.get(function_id).is_some_and(|l| l == snapshot_id) {
             latest.remove(function_id);
@@ -221,7 +228,7 @@ pub(crate) fn preload(state: &AppState) {
                         if let Some(rt) = &runtime {
                             let _ = rt.block_on(warm.instantiate(state.executor(), &f.context));
                         }
-                        service.remember(snapshot_id, Arc::new(warm));
+                        service.remember(&function_id, snapshot_id, Arc::new(warm));
                         service.count("preload", "ok");
                         prepared += 1;
                     }
