@@ -17,7 +17,7 @@
 #
 # Usage: scripts/bench-http.sh            (needs wrk: apt-get install -y wrk)
 # Knobs: DURATION=10s WARMUP=2s CONNS="1 16 64" ROUNDS=3 SERVER_CPU=0
-#        CLIENT_CPU=1 ENGINE=0 NO_BUILD=0
+#        CLIENT_CPU=1 ENGINE=0 NO_BUILD=0 BIN=target/release/tensor-wasm
 #
 # Every point is measured ROUNDS times (the three servers back to back each
 # round) and the table shows the median of each column: on a shared VM one
@@ -43,7 +43,7 @@ if [[ "${NO_BUILD:-0}" != 1 ]]; then
   cargo build --release -p tensor-wasm --bin tensor-wasm
   cargo build --release -p tensor-wasm-api --example hello --example bare_invoke
 fi
-BIN=target/release/tensor-wasm
+BIN=${BIN:-target/release/tensor-wasm}
 HELLO=target/release/examples/hello
 BARE=target/release/examples/bare_invoke
 BARE_ADDR=127.0.0.1:18083
