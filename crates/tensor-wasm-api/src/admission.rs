@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::ApiError;
 use crate::metrics::GatewayMetrics;
@@ -41,20 +41,22 @@ pub struct TenantShare {
 /// The server-wide admission state.
 #[derive(Debug)]
 pub struct Admission {
-    global: Arc<Semaphore>,
-    memory: Arc<Semaphore>,
+    global: Semaphore,
+    memory: Semaphore,
     memory_budget_bytes: u64,
     tenant_default: usize,
     tenant_overrides: HashMap<String, usize>,
     shares: Mutex<HashMap<String, TenantShare>>,
 }
 
-/// What a running invocation holds; dropping it releases everything.
+/// What a running invocation holds; dropping it releases everything. It
+/// borrows the semaphores (no reference-count traffic on the hot path): the
+/// handler holds the function and the state for as long as the call runs.
 #[derive(Debug)]
-pub struct InvocationPermit {
-    _tenant: OwnedSemaphorePermit,
-    _global: OwnedSemaphorePermit,
-    _memory: OwnedSemaphorePermit,
+pub struct InvocationPermit<'a> {
+    _tenant: SemaphorePermit<'a>,
+    _global: SemaphorePermit<'a>,
+    _memory: SemaphorePermit<'a>,
 }
 
 impl Admission {
@@ -70,8 +72,8 @@ impl Admission {
             .unwrap_or(usize::MAX)
             .clamp(1, Semaphore::MAX_PERMITS);
         Self {
-            global: Arc::new(Semaphore::new(global.max(1))),
-            memory: Arc::new(Semaphore::new(pages)),
+            global: Semaphore::new(global.max(1)),
+            memory: Semaphore::new(pages),
             memory_budget_bytes,
             tenant_default: tenant_default.max(1),
             tenant_overrides,
@@ -102,13 +104,13 @@ impl Admission {
 
     /// Admits one invocation of a function of `share`'s tenant whose memory
     /// limit is `memory_bytes`, or refuses it (counted per tenant and reason).
-    pub fn admit(
-        &self,
-        share: &TenantShare,
+    pub fn admit<'a>(
+        &'a self,
+        share: &'a TenantShare,
         memory_bytes: u64,
         metrics: &GatewayMetrics,
-    ) -> Result<InvocationPermit, ApiError> {
-        let Ok(tenant) = share.slots.clone().try_acquire_owned() else {
+    ) -> Result<InvocationPermit<'a>, ApiError> {
+        let Ok(tenant) = share.slots.try_acquire() else {
             metrics.invocation("throttled");
             metrics.refusal(&share.tenant, "tenant_concurrency");
             return Err(ApiError::TenantConcurrencyLimited {
@@ -116,13 +118,13 @@ impl Admission {
                 limit: share.limit,
             });
         };
-        let Ok(global) = self.global.clone().try_acquire_owned() else {
+        let Ok(global) = self.global.try_acquire() else {
             metrics.invocation("busy");
             metrics.refusal(&share.tenant, "global_concurrency");
             return Err(ApiError::Overloaded);
         };
         let pages = u32::try_from(memory_bytes.div_ceil(PAGE)).unwrap_or(u32::MAX);
-        let Ok(memory) = self.memory.clone().try_acquire_many_owned(pages) else {
+        let Ok(memory) = self.memory.try_acquire_many(pages) else {
             metrics.invocation("busy");
             metrics.refusal(&share.tenant, "memory_budget");
             return Err(ApiError::MemoryBudgetExhausted {
@@ -180,8 +182,9 @@ mod tests {
         assert_eq!(err.code(), "tenant_concurrency_limited");
         assert_eq!(err.status(), 429);
         // The share is one per tenant, however many functions ask for it.
-        assert!(a.admit(&a.share("t1"), PAGE, &m).is_err());
-        assert!(a.admit(&a.share("t2"), PAGE, &m).is_ok());
+        let (t1_again, t2) = (a.share("t1"), a.share("t2"));
+        assert!(a.admit(&t1_again, PAGE, &m).is_err());
+        assert!(a.admit(&t2, PAGE, &m).is_ok());
         let big = a.share("big");
         let _b: Vec<_> = (0..3).map(|_| a.admit(&big, PAGE, &m).unwrap()).collect();
         assert!(a.admit(&big, PAGE, &m).is_err());
@@ -208,12 +211,10 @@ mod tests {
     fn the_global_bound_still_applies_across_tenants() {
         let m = metrics();
         let a = Admission::new(2, 2, HashMap::new(), 1 << 30);
-        let _x = a.admit(&a.share("x"), PAGE, &m).unwrap();
-        let _y = a.admit(&a.share("y"), PAGE, &m).unwrap();
-        assert_eq!(
-            a.admit(&a.share("z"), PAGE, &m).unwrap_err().code(),
-            "overloaded"
-        );
+        let (x, y, z) = (a.share("x"), a.share("y"), a.share("z"));
+        let _x = a.admit(&x, PAGE, &m).unwrap();
+        let _y = a.admit(&y, PAGE, &m).unwrap();
+        assert_eq!(a.admit(&z, PAGE, &m).unwrap_err().code(), "overloaded");
     }
 
     #[test]

@@ -245,10 +245,10 @@ impl AppState {
 
     /// Admits one invocation of `f` (tenant share, global slots, memory
     /// budget), or refuses it with `429`/`503`.
-    pub(crate) fn admit(
-        &self,
-        f: &DeployedFunction,
-    ) -> Result<crate::admission::InvocationPermit, ApiError> {
+    pub(crate) fn admit<'a>(
+        &'a self,
+        f: &'a DeployedFunction,
+    ) -> Result<crate::admission::InvocationPermit<'a>, ApiError> {
         self.inner.admission.admit(
             &f.share,
             f.context.limits.max_memory_bytes,

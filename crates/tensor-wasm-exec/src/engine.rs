@@ -16,13 +16,17 @@
 //! Epoch interruption only fires while Wasm code runs. A guest can also wait
 //! in a host call — a WASI clock sleep, a GPU fence, a CPU-backend op — so
 //! every await on a store (instantiate, call) is also raced against the
-//! invocation's deadline with `tokio::time::timeout_at`. When the deadline
+//! invocation's deadline (a `timeout_at` that arms its timer only once the
+//! call has had to wait). When the deadline
 //! wins, the call's future is dropped (Wasmtime unwinds the guest's fibre),
 //! the store and its GPU session are dropped with the [`LiveInstance`], and
 //! the caller gets [`ExecError::DeadlineExceeded`]: whatever the guest was
 //! doing, it ends at its deadline.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
@@ -540,12 +544,44 @@ pub struct LiveInstance {
 /// The deadline passed while a future on the store was pending.
 struct Expired;
 
-/// Races `fut` against `deadline`. A future that is ready on its first poll
-/// (most typed calls) never registers a timer.
-async fn within<F: std::future::Future>(deadline: Instant, fut: F) -> Result<F::Output, Expired> {
-    tokio::time::timeout_at(deadline.into(), fut)
-        .await
-        .map_err(|_| Expired)
+/// Races `fut` against `deadline`.
+fn within<F: Future>(deadline: Instant, fut: F) -> Within<F> {
+    Within {
+        fut,
+        deadline,
+        timer: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// `tokio::time::timeout_at`, except that the timer is only created once
+    /// the inner future has returned `Pending`: most typed calls finish on
+    /// their first poll and so never touch the timer wheel (the hot path).
+    struct Within<F> {
+        #[pin]
+        fut: F,
+        deadline: Instant,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Result<F::Output, Expired>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        let deadline = *this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Expired)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl LiveInstance {

@@ -136,7 +136,9 @@ fn guest_figures(backend: CudaBackend) -> (f64, f64) {
     let x = call1(&create, &mut store, i64::from(N) * 4);
     let y = call1(&create, &mut store, i64::from(N) * 4);
     memory.write(&mut store, 16, b"saxpy").unwrap();
-    memory.write(&mut store, 4096, SAXPY_PTX.as_bytes()).unwrap();
+    memory
+        .write(&mut store, 4096, SAXPY_PTX.as_bytes())
+        .unwrap();
     let k = tokio
         .block_on(load.call_async(&mut store, SAXPY_PTX.len() as i32))
         .expect("load");
