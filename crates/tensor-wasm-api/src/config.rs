@@ -301,6 +301,13 @@ impl TenantLimits {
         &self.concurrency
     }
 
+    /// Tenants with their own `max_memory_bytes`, and its value.
+    pub fn memory_overrides(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.by_tenant
+            .iter()
+            .filter_map(|(t, l)| l.max_memory_bytes.map(|m| (t.as_str(), m)))
+    }
+
     /// Tenants allowed to load raw PTX (`"raw_ptx": true`), sorted.
     pub fn raw_ptx_tenants(&self) -> &[String] {
         &self.raw_ptx

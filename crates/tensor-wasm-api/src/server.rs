@@ -93,6 +93,10 @@ impl Gateway {
         let snapshots =
             crate::routes::snapshots::SnapshotService::register(&mut registry, &config.data_dir);
         let global = config.max_concurrent_invocations.max(1);
+        let budget = config
+            .memory_budget_bytes
+            .unwrap_or_else(crate::admission::default_memory_budget_bytes);
+        check_memory_budget(&config, budget)?;
         let admission = crate::admission::Admission::new(
             global,
             config
@@ -100,9 +104,7 @@ impl Gateway {
                 .unwrap_or(global / 4)
                 .max(1),
             config.tenant_limits.concurrency_overrides().clone(),
-            config
-                .memory_budget_bytes
-                .unwrap_or_else(crate::admission::default_memory_budget_bytes),
+            budget,
         );
         if let Some(gpu) = &config.gpu {
             gpu.allow_raw_ptx(config.tenant_limits.raw_ptx_tenants().iter().cloned());
@@ -355,4 +357,59 @@ fn load_registry(state: &AppState) -> Result<(), StartupError> {
         "function registry loaded"
     );
     Ok(())
+}
+
+/// Every memory limit a function can get must fit the memory budget, or its
+/// invocations would be refused for ever with a `503` that says "retry".
+fn check_memory_budget(config: &ApiConfig, budget: u64) -> Result<(), StartupError> {
+    let mut limits = vec![
+        (
+            "the default memory limit".to_owned(),
+            Some(config.default_limits.max_memory_bytes),
+        ),
+        (
+            "the server-wide ceiling TENSOR_WASM_API_MAX_MEMORY_BYTES".to_owned(),
+            config.ceiling.max_memory_bytes,
+        ),
+    ];
+    limits.extend(
+        config
+            .tenant_limits
+            .memory_overrides()
+            .map(|(t, m)| (format!("tenant `{t}`'s max_memory_bytes"), Some(m))),
+    );
+    for (what, bytes) in limits {
+        if let Some(bytes) = bytes
+            && bytes > budget
+        {
+            return Err(StartupError::TenantLimits(format!(
+                "{what} ({bytes} bytes) exceeds the invocation memory budget of {budget} bytes \
+                 (TENSOR_WASM_API_MEMORY_BUDGET_BYTES)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_limit_above_the_budget_stops_start_up() {
+        let mut config = ApiConfig::new("/nonexistent");
+        assert!(check_memory_budget(&config, 1 << 30).is_ok());
+        let err = check_memory_budget(&config, 200 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TENSOR_WASM_API_MAX_MEMORY_BYTES"), "{err}");
+        config.ceiling.max_memory_bytes = Some(64 << 20);
+        config.default_limits.max_memory_bytes = 64 << 20;
+        config.tenant_limits =
+            crate::TenantLimits::parse_json(r#"{"big": {"max_memory_bytes": 268435456}}"#).unwrap();
+        let err = check_memory_budget(&config, 200 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenant `big`"), "{err}");
+    }
 }

@@ -7,10 +7,13 @@
 //!
 //! Short calls are `func_wrap` host functions. Calls that may wait for the
 //! device or run long CPU work (`op_*`, `kernel_load`, `kernel_launch`,
-//! `synchronize`, `buffer_read`, `buffer_write`) are `func_wrap_async`: on a
-//! device backend their blocking driver work (JIT, copies, fence waits) runs
-//! on tokio's blocking pool, so no executor thread waits on the driver and
-//! the invocation's deadline can still cancel the call.
+//! `synchronize`, `buffer_read`, `buffer_write`) are `func_wrap_async`. On a
+//! device backend the driver calls that wait — PTX JIT, host↔device copies,
+//! fence waits — run on tokio's blocking pool, so the invocation's deadline
+//! can still cancel the call; launches and built-in ops only enqueue work and
+//! stay inline, as do `buffer_create`/`buffer_free` (allocation and
+//! stream-ordered free), which the driver answers without waiting for the
+//! device in the common case.
 
 use crate::abi;
 use crate::backend::LaunchDims;

@@ -507,26 +507,41 @@ impl GpuSession {
         self.rt.acquire_launch(&self.tenant)?;
         let backend = self.rt.backend().clone();
         let offload = backend.completes_synchronously() && resolved.work() > INLINE_WORK_LIMIT;
-        let result = if offload {
+        if offload {
             let (done, finished) = tokio::sync::oneshot::channel();
             // Set when this future ends — completed, or dropped because the
             // invocation hit its deadline — so the op stops at its next chunk.
             let cancel = Arc::new(AtomicBool::new(false));
             let _stop_on_drop = StopOnDrop(cancel.clone());
-            let metrics = self.rt.clone();
+            // The launch slot travels with the work: it goes back when the op
+            // has really stopped, also if this future is dropped first.
+            let slot = LaunchSlot {
+                rt: self.rt.clone(),
+                tenant: self.tenant.clone(),
+            };
             rayon::spawn(move || {
-                let r = with_cancel(cancel, || resolved.run(backend.as_ref()));
+                let run = std::panic::AssertUnwindSafe(|| {
+                    with_cancel(cancel, || resolved.run(backend.as_ref()))
+                });
+                let r = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                    Err(GpuError::Device("the op panicked; this is a bug".into()))
+                });
+                let rt = slot.rt.clone();
+                drop(slot);
                 if matches!(r, Err(GpuError::Cancelled)) {
-                    metrics.metrics.op_cancelled();
+                    rt.metrics.op_cancelled();
                 }
                 let _ = done.send(r);
             });
-            finished
+            let result = finished
                 .await
-                .unwrap_or_else(|_| Err(GpuError::Device("op task ended without a result".into())))
-        } else {
-            resolved.run(backend.as_ref())
-        };
+                .unwrap_or_else(|_| Err(GpuError::Device("op task ended without a result".into())));
+            self.rt
+                .metrics
+                .observe_dispatch(op.name(), started.elapsed());
+            return result;
+        }
+        let result = resolved.run(backend.as_ref());
         self.settle_launch(result.is_ok());
         self.rt
             .metrics
@@ -586,25 +601,31 @@ impl Drop for GpuSession {
     fn drop(&mut self) {
         let mut freed = 0u64;
         for (_, entry) in self.buffers.drain() {
+            // Freed in stream order on devices with queues.
             self.rt.backend().free(entry.id);
             freed += entry.size;
         }
-        self.rt.release_memory(&self.tenant, freed);
         let pending = std::mem::take(&mut self.pending_launches);
-        if pending == 0 {
+        if self.rt.backend().completes_synchronously() || (pending == 0 && freed == 0) {
+            self.rt.release_memory(&self.tenant, freed);
+            self.rt.release_launches(&self.tenant, pending);
             return;
         }
-        // Launches still queued on the device keep their quota slots until
-        // the device has finished them — also when the invocation ended at
-        // its deadline — so a tenant cannot queue unbounded work by
-        // launching and timing out.
+        // Work still queued on the device keeps its quota — the launch slots
+        // and the memory it uses — until the device has finished it, also
+        // when the invocation ended at its deadline: a tenant cannot hold
+        // more than its quota by launching and timing out in a loop.
         let fence = match self.rt.backend().fence() {
             Ok(f) => f,
-            Err(_) => return self.rt.release_launches(&self.tenant, pending),
+            Err(_) => {
+                self.rt.release_memory(&self.tenant, freed);
+                return self.rt.release_launches(&self.tenant, pending);
+            }
         };
         let (rt, tenant) = (self.rt.clone(), self.tenant.clone());
         let release = move || {
             let _ = fence.wait_blocking();
+            rt.release_memory(&tenant, freed);
             rt.release_launches(&tenant, pending);
         };
         match tokio::runtime::Handle::try_current() {
@@ -613,6 +634,18 @@ impl Drop for GpuSession {
             }
             Err(_) => release(),
         }
+    }
+}
+
+/// One launch-quota slot, released when dropped.
+struct LaunchSlot {
+    rt: Arc<GpuRuntime>,
+    tenant: String,
+}
+
+impl Drop for LaunchSlot {
+    fn drop(&mut self) {
+        self.rt.release_launches(&self.tenant, 1);
     }
 }
 

@@ -85,7 +85,7 @@ async fn a_tenant_flooding_its_share_gets_429_while_another_tenant_is_served() {
         TENANT_7,
         "sleeper",
         SLEEPER_WAT,
-        json!({"timeout_ms": 1500}),
+        json!({"timeout_ms": 4000}),
     )
     .await;
     let add = s.deploy(Some(TENANT_8), "add", &wasm(ADD_WAT)).await["id"]
@@ -114,7 +114,8 @@ async fn a_tenant_flooding_its_share_gets_429_while_another_tenant_is_served() {
             (status, retry, v)
         }));
     }
-    // While the attacker holds its share, the victim is served.
+    // While the attacker holds its share (4 s deadlines: all 16 calls arrive
+    // while the first two still hold it), the victim is served.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for i in 0..5 {
         let (status, v) = s.invoke(Some(TENANT_8), &add, "add", json!([i, 1])).await;
@@ -154,7 +155,7 @@ async fn the_tenant_limits_file_sets_a_tenants_share() {
     .await;
     let mut statuses = Vec::new();
     for (token, name) in [(TENANT_7, "s7"), (TENANT_8, "s8")] {
-        let id = deploy_with(&s, token, name, SLEEPER_WAT, json!({"timeout_ms": 800})).await;
+        let id = deploy_with(&s, token, name, SLEEPER_WAT, json!({"timeout_ms": 3000})).await;
         let calls: Vec<_> = (0..4)
             .map(|_| {
                 let (client, url) = (s.client.clone(), s.url(&format!("/functions/{id}/invoke")));
@@ -203,7 +204,7 @@ async fn the_memory_budget_refuses_invocations_before_the_host_runs_out() {
         TENANT_7,
         "sleeper",
         SLEEPER_WAT,
-        json!({"timeout_ms": 1000, "max_memory_bytes": 134217728}),
+        json!({"timeout_ms": 4000, "max_memory_bytes": 134217728}),
     )
     .await;
     let add = s.deploy(Some(TENANT_8), "add", &wasm(ADD_WAT)).await["id"]
@@ -226,7 +227,8 @@ async fn the_memory_budget_refuses_invocations_before_the_host_runs_out() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both holders are admitted (they stay 4 s) before the victim asks.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let r = s
         .post(&format!("/functions/{add}/invoke"), Some(TENANT_8))
         .json(&json!({"export": "add", "args": [1, 2]}))
@@ -455,7 +457,8 @@ async fn raw_ptx_is_off_unless_the_operator_enables_it_for_the_tenant() {
     assert_eq!(rcs, [-13, 0]);
 }
 
-/// Three 64 MiB buffers and a 4096³ matmul: tens of seconds on the CPU backend.
+/// Three 64 MiB buffers and a 4096³ matmul (~1.4e11 flops): seconds to tens
+/// of seconds on the CPU backend, far past the 700 ms deadline.
 const MATMUL_WAT: &str = r#"(module
   (import "tw_gpu_v1" "buffer_create" (func $create (param i64 i32) (result i32)))
   (import "tw_gpu_v1" "op_matmul" (func $matmul (param i32 i32 i32 i32 i32 i32) (result i32)))
@@ -479,7 +482,7 @@ async fn a_long_cpu_backend_op_stops_when_its_invocation_hits_the_deadline() {
         TENANT_7,
         "matmul",
         MATMUL_WAT,
-        json!({"timeout_ms": 1500}),
+        json!({"timeout_ms": 700}),
     )
     .await;
     let started = Instant::now();
@@ -499,10 +502,14 @@ async fn a_long_cpu_backend_op_stops_when_its_invocation_hits_the_deadline() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(cancelled, "the matmul was not cancelled");
-    // Its device memory went back with the store.
+    // Its device memory went back with the store, and so did the op's
+    // launch slot once the op stopped (not one slot fewer per cut-off op).
     let metrics = s.metrics().await;
     assert!(
         metrics.contains(r#"tensor_wasm_gpu_memory_in_use_bytes{tenant="7"} 0"#),
         "{metrics}"
     );
+    let gpu = s.executor_gpu();
+    assert_eq!(gpu.tenant_launches_in_flight("7"), 0);
+    assert_eq!(gpu.tenant_memory_in_use("7"), 0);
 }

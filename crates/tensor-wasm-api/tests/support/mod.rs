@@ -115,6 +115,8 @@ impl Options {
 /// A running gateway.
 pub struct TestServer {
     pub base: String,
+    /// The GPU runtime guests use, when `Options::gpu` is set.
+    pub gpu: Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>,
     pub data_dir: PathBuf,
     pub audit_path: PathBuf,
     pub client: reqwest::Client,
@@ -175,6 +177,7 @@ impl TestServer {
         config.engine.pool_total_instances = 32;
         config.engine.pool_max_memory_bytes = 256 << 20;
         config.shutdown_grace = Duration::from_secs(5);
+        let gpu = config.gpu.clone();
         let gateway = Gateway::open(config).expect("gateway opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -190,6 +193,7 @@ impl TestServer {
                 .expect("serve");
         });
         Self {
+            gpu,
             base: format!("http://{addr}"),
             data_dir,
             audit_path,
@@ -215,6 +219,11 @@ impl TestServer {
                 .expect("server task");
         }
         self._tmp.take()
+    }
+
+    /// The GPU runtime (panics unless the server was started with `gpu: true`).
+    pub fn executor_gpu(&self) -> &tensor_wasm_gpu::GpuRuntime {
+        self.gpu.as_deref().expect("server started with gpu: true")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -381,9 +381,10 @@ impl Backend for CpuBackend {
             ));
         }
         let cancel = CancelToken::current();
-        // Row blocks of about 2^26 multiply-adds: large enough to keep
-        // sgemm's cache blocking, small enough to notice a cancellation soon.
-        let rows_per_block = ((1usize << 26) / k.saturating_mul(n).max(1)).clamp(1, m.max(1));
+        // Row blocks of about 2^26 multiply-adds, and at least 64 rows: large
+        // enough for sgemm's packing of `b` and its cache blocking to pay
+        // off, small enough to notice a cancellation within a block.
+        let rows_per_block = ((1usize << 26) / k.saturating_mul(n).max(1)).clamp(64, m.max(64));
         self.with_buffers(&[(a, mk), (b, kn)], (c, mn), |ins, c| {
             let (a, b) = (ins[0], ins[1]);
             let mut row = 0;

@@ -24,10 +24,16 @@ thread_local! {
 /// backend that works in chunks ([`CpuBackend`]) stops at the next chunk
 /// once `flag` is set — the invocation that asked for the op has ended.
 pub(crate) fn with_cancel<R>(flag: Arc<AtomicBool>, f: impl FnOnce() -> R) -> R {
-    CANCEL.with(|c| *c.borrow_mut() = Some(flag));
-    let r = f();
-    CANCEL.with(|c| *c.borrow_mut() = None);
-    r
+    /// Puts the previous token back when the op ends, by return or unwind.
+    struct Restore(Option<Arc<AtomicBool>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CANCEL.with(|c| *c.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(CANCEL.with(|c| c.borrow_mut().replace(flag)));
+    f()
 }
 
 /// The running op's cancellation token, if it has one (read once per op,
