@@ -14,6 +14,12 @@
 //!    the machine's physical memory): `503 memory_budget_exhausted`, rather
 //!    than the host running out of memory when every guest grows at once.
 //!
+//! Beside these, each tenant has **CPU slots**
+//! (`TENSOR_WASM_API_TENANT_CPU_SLOTS`, default half the cores): a guest
+//! that runs past its first epoch tick holds one while it runs and queues
+//! for it again at every tick, so one tenant's spinning guests use at most
+//! that many cores and other tenants' calls are not stuck behind them.
+//!
 //! An [`InvocationPermit`] holds all three until it is dropped, which the
 //! handlers do only after the engine has returned (or the deadline dropped
 //! the store).
@@ -36,6 +42,9 @@ pub struct TenantShare {
     tenant: Arc<str>,
     slots: Arc<Semaphore>,
     limit: usize,
+    /// The tenant's CPU slots: how many of its guests may run Wasm at once
+    /// past their first epoch tick (handed to the engine).
+    pub(crate) cpu: Arc<Semaphore>,
 }
 
 /// The server-wide admission state.
@@ -46,6 +55,7 @@ pub struct Admission {
     memory_budget_bytes: u64,
     tenant_default: usize,
     tenant_overrides: HashMap<String, usize>,
+    tenant_cpu_slots: usize,
     shares: Mutex<HashMap<String, TenantShare>>,
 }
 
@@ -68,6 +78,23 @@ impl Admission {
         tenant_overrides: HashMap<String, usize>,
         memory_budget_bytes: u64,
     ) -> Self {
+        Self::with_cpu_slots(
+            global,
+            tenant_default,
+            tenant_overrides,
+            memory_budget_bytes,
+            default_tenant_cpu_slots(),
+        )
+    }
+
+    /// Like [`Admission::new`], with each tenant's CPU slots.
+    pub fn with_cpu_slots(
+        global: usize,
+        tenant_default: usize,
+        tenant_overrides: HashMap<String, usize>,
+        memory_budget_bytes: u64,
+        tenant_cpu_slots: usize,
+    ) -> Self {
         let pages = usize::try_from(memory_budget_bytes / PAGE)
             .unwrap_or(usize::MAX)
             .clamp(1, Semaphore::MAX_PERMITS);
@@ -77,6 +104,7 @@ impl Admission {
             memory_budget_bytes,
             tenant_default: tenant_default.max(1),
             tenant_overrides,
+            tenant_cpu_slots: tenant_cpu_slots.max(1),
             shares: Mutex::default(),
         }
     }
@@ -97,6 +125,7 @@ impl Admission {
                     tenant: tenant.into(),
                     slots: Arc::new(Semaphore::new(limit)),
                     limit,
+                    cpu: Arc::new(Semaphore::new(self.tenant_cpu_slots)),
                 }
             })
             .clone()
@@ -142,6 +171,12 @@ impl Admission {
     pub fn memory_budget_bytes(&self) -> u64 {
         self.memory_budget_bytes
     }
+}
+
+/// The default CPU slots per tenant: half the machine's cores, at least one
+/// — no tenant's long-running guests can take every core.
+pub fn default_tenant_cpu_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// The default memory budget: the machine's physical memory (`MemTotal` in

@@ -55,6 +55,10 @@ pub struct ApiConfig {
     /// (`TENSOR_WASM_API_TENANT_MAX_CONCURRENT_INVOCATIONS`). `None`: a
     /// quarter of `max_concurrent_invocations`.
     pub tenant_max_concurrent_invocations: Option<usize>,
+    /// How many of one tenant's guests may run Wasm at once past their first
+    /// epoch tick (`TENSOR_WASM_API_TENANT_CPU_SLOTS`). `None`: half the
+    /// machine's cores, at least one.
+    pub tenant_cpu_slots: Option<usize>,
     /// Most memory the running invocations' limits may add up to; past it
     /// `503` (`TENSOR_WASM_API_MEMORY_BUDGET_BYTES`). `None`: the machine's
     /// physical memory.
@@ -91,6 +95,7 @@ impl ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrent_invocations: DEFAULT_MAX_CONCURRENT_INVOCATIONS,
             tenant_max_concurrent_invocations: None,
+            tenant_cpu_slots: None,
             memory_budget_bytes: None,
             ceiling: FunctionLimits {
                 timeout_ms: Some(DEFAULT_CEILING_TIMEOUT_MS),
@@ -125,6 +130,7 @@ impl std::fmt::Debug for ApiConfig {
                 "tenant_max_concurrent_invocations",
                 &self.tenant_max_concurrent_invocations,
             )
+            .field("tenant_cpu_slots", &self.tenant_cpu_slots)
             .field("memory_budget_bytes", &self.memory_budget_bytes)
             .field("ceiling", &self.ceiling)
             .field("default_limits", &self.default_limits)

@@ -97,7 +97,7 @@ impl Gateway {
             .memory_budget_bytes
             .unwrap_or_else(crate::admission::default_memory_budget_bytes);
         check_memory_budget(&config, budget)?;
-        let admission = crate::admission::Admission::new(
+        let admission = crate::admission::Admission::with_cpu_slots(
             global,
             config
                 .tenant_max_concurrent_invocations
@@ -105,6 +105,9 @@ impl Gateway {
                 .max(1),
             config.tenant_limits.concurrency_overrides().clone(),
             budget,
+            config
+                .tenant_cpu_slots
+                .unwrap_or_else(crate::admission::default_tenant_cpu_slots),
         );
         if let Some(gpu) = &config.gpu {
             gpu.allow_raw_ptx(config.tenant_limits.raw_ptx_tenants().iter().cloned());

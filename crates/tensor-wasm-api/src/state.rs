@@ -230,11 +230,12 @@ impl AppState {
         record: FunctionRecord,
         compiled: CompiledFunction,
     ) -> Arc<DeployedFunction> {
+        let share = self.inner.admission.share(&record.tenant);
         let context = InvokeContext {
             tenant: record.tenant.as_str().into(),
             limits: self.limits_for(&record.tenant, &record.limits),
+            cpu_slots: Some(share.cpu.clone()),
         };
-        let share = self.inner.admission.share(&record.tenant);
         Arc::new(DeployedFunction {
             record,
             compiled,

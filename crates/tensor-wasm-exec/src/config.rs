@@ -74,14 +74,21 @@ pub struct InvokeContext {
     pub tenant: std::sync::Arc<str>,
     /// Limits for this invocation.
     pub limits: Limits,
+    /// The tenant's CPU slots, shared by all its invocations: a guest that
+    /// runs past one epoch tick gives its slot back at every tick and queues
+    /// (fairly) for one again, so a tenant's long-running guests use at most
+    /// this many cores between them. Calls shorter than a tick never touch
+    /// it. `None`: no gate.
+    pub cpu_slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl InvokeContext {
-    /// A context for `tenant` with default limits.
+    /// A context for `tenant` with default limits and no CPU gate.
     pub fn new(tenant: impl Into<std::sync::Arc<str>>) -> Self {
         Self {
             tenant: tenant.into(),
             limits: Limits::default(),
+            cpu_slots: None,
         }
     }
 }

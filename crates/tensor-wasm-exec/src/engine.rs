@@ -500,12 +500,35 @@ impl Executor {
         };
         let deadline = started + limits.timeout;
         store.set_epoch_deadline(1);
+        let gate = ctx.cpu_slots.clone();
+        // The tenant CPU slot this store holds between two ticks, if any;
+        // released with the store.
+        let held: Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>> = Arc::default();
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                return Ok(UpdateDeadline::Interrupt);
             }
+            let Some(gate) = &gate else {
+                return Ok(UpdateDeadline::Yield(1));
+            };
+            // Give the tenant's CPU slot up and queue for it again behind
+            // the tenant's other running guests (the semaphore is FIFO).
+            drop(held.lock().unwrap_or_else(|p| p.into_inner()).take());
+            let (gate, held) = (gate.clone(), held.clone());
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    if let Ok(permit) = gate.acquire_owned().await {
+                        *held.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
+                    }
+                    // The guest that released the slot woke this one into
+                    // the worker's LIFO slot, ahead of every other ready
+                    // task: go to the back of the run queue before running
+                    // on, or two spinning guests hand the core back and forth
+                    // past other tenants' calls.
+                    tokio::task::yield_now().await;
+                }),
+            ))
         });
         let mut live = LiveInstance {
             store,

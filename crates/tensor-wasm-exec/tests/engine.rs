@@ -71,6 +71,7 @@ fn ctx(limits: Limits) -> InvokeContext {
     InvokeContext {
         tenant: "t1".into(),
         limits,
+        cpu_slots: None,
     }
 }
 
@@ -494,4 +495,35 @@ async fn a_live_instance_cut_off_at_its_deadline_runs_nothing_more() {
     assert_eq!(first.code(), "deadline_exceeded");
     let again = live.call_typed("sleep", &[]).await.unwrap_err();
     assert_eq!(again.code(), "deadline_exceeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_spinning_guests_take_turns_on_its_cpu_slots_and_still_end_at_their_deadline() {
+    let exec = executor();
+    let f = exec.compile(ARITH.as_bytes()).unwrap();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    let ctx = InvokeContext {
+        tenant: "t1".into(),
+        limits: Limits {
+            timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+        cpu_slots: Some(slots.clone()),
+    };
+    let started = Instant::now();
+    let spin = || exec.call_typed(&f, "spin", &[], &ctx);
+    let watch = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        slots.available_permits()
+    };
+    let (a, b, c, free_mid_run) = tokio::join!(spin(), spin(), spin(), watch);
+    // Mid-run, one guest holds the tenant's only slot; the others wait for
+    // it — and waiting does not let them outlive their deadline.
+    assert_eq!(free_mid_run, 0);
+    for r in [a, b, c] {
+        assert_eq!(r.unwrap_err().code(), "deadline_exceeded");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The slot went back with the stores.
+    assert_eq!(slots.available_permits(), 1);
 }

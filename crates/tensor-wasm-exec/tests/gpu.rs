@@ -36,6 +36,7 @@ fn ctx() -> InvokeContext {
             timeout: Duration::from_millis(200),
             ..Limits::default()
         },
+        cpu_slots: None,
     }
 }
 

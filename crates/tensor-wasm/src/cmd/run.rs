@@ -60,6 +60,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let ctx = InvokeContext {
         tenant: "local".into(),
         limits,
+        cpu_slots: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

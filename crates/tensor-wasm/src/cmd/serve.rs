@@ -74,6 +74,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TENSOR_WASM_API_TENANT_MAX_CONCURRENT_INVOCATIONS")]
     tenant_max_concurrent_invocations: Option<usize>,
 
+    /// How many of one tenant's guests may run Wasm at once past their first
+    /// epoch tick (the rest wait their turn at each tick) [default: half the
+    /// machine's cores, at least 1].
+    #[arg(long, env = "TENSOR_WASM_API_TENANT_CPU_SLOTS")]
+    tenant_cpu_slots: Option<usize>,
+
     /// Most memory the running invocations' limits may add up to, e.g.
     /// `16GiB`; past it 503 + Retry-After [default: the machine's memory].
     #[arg(long, env = "TENSOR_WASM_API_MEMORY_BUDGET_BYTES",
@@ -128,6 +134,7 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_concurrent_invocations = args.max_concurrent_invocations;
     config.tenant_max_concurrent_invocations = args.tenant_max_concurrent_invocations;
     config.memory_budget_bytes = args.memory_budget;
+    config.tenant_cpu_slots = args.tenant_cpu_slots;
     config.ceiling.timeout_ms = Some(args.max_timeout_ms);
     config.ceiling.max_memory_bytes = Some(args.max_memory);
     if let Some(path) = &args.tenant_limits {

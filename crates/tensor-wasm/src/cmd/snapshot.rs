@@ -251,6 +251,7 @@ fn save_local(args: SaveArgs) -> anyhow::Result<ExitCode> {
             max_memory_bytes: args.max_memory,
             ..Limits::default()
         },
+        cpu_slots: None,
     };
     let meta = SnapshotMeta {
         function_name: module_path
@@ -387,6 +388,7 @@ fn restore_cmd(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             max_memory_bytes: args.max_memory,
             ..Limits::default()
         },
+        cpu_slots: None,
     };
     let values: Vec<serde_json::Value> = args.args.iter().map(|a| arg_value(a)).collect();
     let options = RestoreOptions {
