@@ -47,6 +47,33 @@ async fn deploy_with(s: &TestServer, token: &str, name: &str, wat: &str, limits:
         .to_owned()
 }
 
+/// Starts one typed call of `export` (no arguments) in the background;
+/// resolves to its status, `Retry-After` header and JSON body.
+fn spawn_invoke(
+    s: &TestServer,
+    token: &'static str,
+    id: &str,
+    export: &'static str,
+) -> tokio::task::JoinHandle<(u16, Option<String>, Value)> {
+    let (client, url) = (s.client.clone(), s.url(&format!("/functions/{id}/invoke")));
+    tokio::spawn(async move {
+        let r = client
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({"export": export, "args": []}))
+            .send()
+            .await
+            .expect("invoke request");
+        let status = r.status().as_u16();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (status, retry, r.json().await.expect("JSON reply"))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_sleeping_in_a_host_call_ends_at_its_deadline() {
     let s = TestServer::start().await;
@@ -94,26 +121,9 @@ async fn a_tenant_flooding_its_share_gets_429_while_another_tenant_is_served() {
         .to_owned();
 
     // 16 sleeping calls at once: more than the whole server's 8 slots.
-    let mut attack = Vec::new();
-    for _ in 0..16 {
-        let (client, url) = (
-            s.client.clone(),
-            s.url(&format!("/functions/{sleeper}/invoke")),
-        );
-        attack.push(tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .bearer_auth(TENANT_7)
-                .json(&json!({"export": "sleep", "args": []}))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let retry = r.headers().get("retry-after").is_some();
-            let v: Value = r.json().await.unwrap();
-            (status, retry, v)
-        }));
-    }
+    let attack: Vec<_> = (0..16)
+        .map(|_| spawn_invoke(&s, TENANT_7, &sleeper, "sleep"))
+        .collect();
     // While the attacker holds its share (4 s deadlines: all 16 calls arrive
     // while the first two still hold it), the victim is served.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -124,6 +134,7 @@ async fn a_tenant_flooding_its_share_gets_429_while_another_tenant_is_served() {
     let mut codes = Vec::new();
     for a in attack {
         let (status, retry, v) = a.await.unwrap();
+        let retry = retry.is_some();
         let code = error_code(&v).to_owned();
         if status == 429 {
             assert_eq!(code, "tenant_concurrency_limited");
@@ -157,24 +168,11 @@ async fn the_tenant_limits_file_sets_a_tenants_share() {
     for (token, name) in [(TENANT_7, "s7"), (TENANT_8, "s8")] {
         let id = deploy_with(&s, token, name, SLEEPER_WAT, json!({"timeout_ms": 3000})).await;
         let calls: Vec<_> = (0..4)
-            .map(|_| {
-                let (client, url) = (s.client.clone(), s.url(&format!("/functions/{id}/invoke")));
-                tokio::spawn(async move {
-                    client
-                        .post(url)
-                        .bearer_auth(token)
-                        .json(&json!({"export": "sleep"}))
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                        .as_u16()
-                })
-            })
+            .map(|_| spawn_invoke(&s, token, &id, "sleep"))
             .collect();
         let mut got = Vec::new();
         for c in calls {
-            got.push(c.await.unwrap());
+            got.push(c.await.unwrap().0);
         }
         got.sort();
         statuses.push(got);
@@ -212,20 +210,7 @@ async fn the_memory_budget_refuses_invocations_before_the_host_runs_out() {
         .unwrap()
         .to_owned();
     let hold: Vec<_> = (0..2)
-        .map(|_| {
-            let (client, url) = (s.client.clone(), s.url(&format!("/functions/{id}/invoke")));
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .bearer_auth(TENANT_7)
-                    .json(&json!({"export": "sleep"}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-        })
+        .map(|_| spawn_invoke(&s, TENANT_7, &id, "sleep"))
         .collect();
     // Both holders are admitted (they stay 4 s) before the victim asks.
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -240,7 +225,7 @@ async fn the_memory_budget_refuses_invocations_before_the_host_runs_out() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(error_code(&v), "memory_budget_exhausted");
     for h in hold {
-        assert_eq!(h.await.unwrap(), 422);
+        assert_eq!(h.await.unwrap().0, 422);
     }
     // Budget released with the invocations.
     let (status, v) = s.invoke(Some(TENANT_8), &add, "add", json!([1, 2])).await;
