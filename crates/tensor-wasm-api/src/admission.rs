@@ -71,24 +71,9 @@ pub struct InvocationPermit<'a> {
 
 impl Admission {
     /// `global` concurrent invocations, `tenant_default` per tenant unless
-    /// `tenant_overrides` says otherwise, `memory_budget_bytes` of memory limits.
+    /// `tenant_overrides` says otherwise, `memory_budget_bytes` of memory
+    /// limits, and `tenant_cpu_slots` CPU slots per tenant.
     pub fn new(
-        global: usize,
-        tenant_default: usize,
-        tenant_overrides: HashMap<String, usize>,
-        memory_budget_bytes: u64,
-    ) -> Self {
-        Self::with_cpu_slots(
-            global,
-            tenant_default,
-            tenant_overrides,
-            memory_budget_bytes,
-            default_tenant_cpu_slots(),
-        )
-    }
-
-    /// Like [`Admission::new`], with each tenant's CPU slots.
-    pub fn with_cpu_slots(
         global: usize,
         tenant_default: usize,
         tenant_overrides: HashMap<String, usize>,
@@ -210,7 +195,7 @@ mod tests {
     #[test]
     fn a_tenant_past_its_share_is_refused_while_another_is_admitted() {
         let m = metrics();
-        let a = Admission::new(8, 2, HashMap::from([("big".into(), 3)]), 1 << 30);
+        let a = Admission::new(8, 2, HashMap::from([("big".into(), 3)]), 1 << 30, 1);
         let t1 = a.share("t1");
         let held: Vec<_> = (0..2).map(|_| a.admit(&t1, PAGE, &m).unwrap()).collect();
         let err = a.admit(&t1, PAGE, &m).unwrap_err();
@@ -230,7 +215,7 @@ mod tests {
     #[test]
     fn the_memory_budget_bounds_the_sum_of_running_limits() {
         let m = metrics();
-        let a = Admission::new(8, 8, HashMap::new(), 256 << 20);
+        let a = Admission::new(8, 8, HashMap::new(), 256 << 20, 1);
         let t = a.share("t");
         let first = a.admit(&t, 128 << 20, &m).unwrap();
         let second = a.admit(&t, 128 << 20, &m).unwrap();
@@ -245,7 +230,7 @@ mod tests {
     #[test]
     fn the_global_bound_still_applies_across_tenants() {
         let m = metrics();
-        let a = Admission::new(2, 2, HashMap::new(), 1 << 30);
+        let a = Admission::new(2, 2, HashMap::new(), 1 << 30, 1);
         let (x, y, z) = (a.share("x"), a.share("y"), a.share("z"));
         let _x = a.admit(&x, PAGE, &m).unwrap();
         let _y = a.admit(&y, PAGE, &m).unwrap();

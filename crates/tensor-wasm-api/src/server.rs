@@ -97,7 +97,7 @@ impl Gateway {
             .memory_budget_bytes
             .unwrap_or_else(crate::admission::default_memory_budget_bytes);
         check_memory_budget(&config, budget)?;
-        let admission = crate::admission::Admission::with_cpu_slots(
+        let admission = crate::admission::Admission::new(
             global,
             config
                 .tenant_max_concurrent_invocations

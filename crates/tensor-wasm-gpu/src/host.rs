@@ -58,15 +58,18 @@ fn u64_at(mem: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Stores `result`'s error in the session and turns it into the guest code.
+/// Stores `result`'s error in the session (for `last_error`, and logged at
+/// debug) and turns it into the guest's code.
+fn record<R>(session: &mut GpuSession, result: Result<R, GpuError>) -> Result<R, i32> {
+    session.record(result).map_err(|e| {
+        tracing::debug!(tenant = session.tenant(), error = %e, "GPU host call failed");
+        e.code()
+    })
+}
+
+/// [`record`] for a call that returns only a code.
 fn finish(session: &mut GpuSession, result: Result<(), GpuError>) -> i32 {
-    match session.record(result) {
-        Ok(()) => abi::OK,
-        Err(e) => {
-            tracing::debug!(tenant = session.tenant(), error = %e, "GPU host call failed");
-            e.code()
-        }
-    }
+    record(session, result).map_or_else(|code| code, |()| abi::OK)
 }
 
 /// Runs `f` with the caller's memory and session; maps the outcome to a code.
@@ -75,35 +78,25 @@ fn with_memory<T>(
     get: SessionGetter<T>,
     f: impl FnOnce(&mut [u8], &mut GpuSession) -> Result<(), GpuError>,
 ) -> i32 {
-    let result = memory(caller);
-    match result {
-        Ok(mem) => {
-            let (data, state) = mem.data_and_store_mut(caller);
-            let session = get(state);
-            let r = f(data, session);
-            finish(session, r)
-        }
-        Err(e) => finish(get(caller.data_mut()), Err(e)),
-    }
+    with_memory_value(caller, get, f).map_or_else(|code| code, |()| abi::OK)
 }
 
-/// Like [`with_memory`] for a step that produces a value; an error is
-/// recorded and comes back as the guest's code.
+/// Runs `f` with the caller's memory and session for a step that produces a
+/// value; an error is recorded and comes back as the guest's code.
 fn with_memory_value<T, R>(
     caller: &mut Caller<'_, T>,
     get: SessionGetter<T>,
     f: impl FnOnce(&mut [u8], &mut GpuSession) -> Result<R, GpuError>,
 ) -> Result<R, i32> {
-    let result = match memory(caller) {
+    match memory(caller) {
         Ok(mem) => {
             let (data, state) = mem.data_and_store_mut(caller);
             let session = get(state);
             let r = f(data, session);
-            return session.record(r).map_err(|e| e.code());
+            record(session, r)
         }
-        Err(e) => Err(e),
-    };
-    get(caller.data_mut()).record(result).map_err(|e| e.code())
+        Err(e) => record(get(caller.data_mut()), Err(e)),
+    }
 }
 
 /// True when the backend finishes every call before returning (CPU): its

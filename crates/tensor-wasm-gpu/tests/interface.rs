@@ -238,22 +238,10 @@ async fn kernel_arguments_are_checked_against_the_ptx_signature() {
     let mut g = Guest::passthrough(&engine, raw_ptx_runtime(), "t").await;
     let x = g.create(64).await;
     let y = g.create(64).await;
-    let entry = b"saxpy";
-    g.write(100, entry);
-    g.write(4096, SAXPY_PTX.as_bytes());
-    let rc = g
-        .i32(
-            "kernel_load",
-            &[
-                Val::I32(4096),
-                Val::I32(SAXPY_PTX.len() as i32),
-                Val::I32(100),
-                Val::I32(entry.len() as i32),
-                Val::I32(0),
-            ],
-        )
-        .await;
-    assert_eq!(rc, OK);
+    assert_eq!(
+        load_kernel(&mut g, SAXPY_PTX.as_bytes(), b"saxpy").await,
+        OK
+    );
     let k = g.read_u32(0) as i32;
     g.write(200, &launch_record([1, 1, 1], [16, 1, 1], 0));
 
@@ -312,21 +300,7 @@ async fn kernel_arguments_are_checked_against_the_ptx_signature() {
 async fn malformed_ptx_and_missing_entries_fail_to_load() {
     let engine = engine();
     let mut g = Guest::passthrough(&engine, raw_ptx_runtime(), "t").await;
-    let load = async |g: &mut Guest, ptx: &[u8], entry: &[u8]| {
-        g.write(4096, ptx);
-        g.write(100, entry);
-        g.i32(
-            "kernel_load",
-            &[
-                Val::I32(4096),
-                Val::I32(ptx.len() as i32),
-                Val::I32(100),
-                Val::I32(entry.len() as i32),
-                Val::I32(0),
-            ],
-        )
-        .await
-    };
+    let load = load_kernel;
     assert_eq!(load(&mut g, b"not ptx at all", b"k").await, ERR_KERNEL_LOAD);
     assert_eq!(
         load(&mut g, SAXPY_PTX.as_bytes(), b"nope").await,
@@ -568,21 +542,10 @@ async fn kernel_cache_hits_and_metrics_are_exported() {
     // loading the same text gets a module (and `.global` state) of its own.
     for tenant in ["a", "a", "b"] {
         let mut g = Guest::passthrough(&engine, rt.clone(), tenant).await;
-        g.write(4096, SAXPY_PTX.as_bytes());
-        g.write(100, b"saxpy");
-        let rc = g
-            .i32(
-                "kernel_load",
-                &[
-                    Val::I32(4096),
-                    Val::I32(SAXPY_PTX.len() as i32),
-                    Val::I32(100),
-                    Val::I32(5),
-                    Val::I32(0),
-                ],
-            )
-            .await;
-        assert_eq!(rc, OK);
+        assert_eq!(
+            load_kernel(&mut g, SAXPY_PTX.as_bytes(), b"saxpy").await,
+            OK
+        );
         let h = g.create(64).await as i32;
         let rc = g
             .i32(
