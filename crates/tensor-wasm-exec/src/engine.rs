@@ -57,7 +57,15 @@ pub struct HostState {
     tenant: Arc<str>,
     gpu_runtime: Option<Arc<GpuRuntime>>,
     gpu: Option<GpuSession>,
+    /// The tenant CPU slot this store holds between two epoch ticks; made on
+    /// the first tick (calls shorter than a tick never allocate it) and
+    /// released with the store.
+    cpu_slot: Option<CpuSlot>,
 }
+
+/// Where a store's tenant CPU slot is kept: shared with the future that
+/// queues for it at a tick, which has no access to the store.
+type CpuSlot = Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>;
 
 impl HostState {
     fn wasi(&mut self) -> &mut WasiP1Ctx {
@@ -485,6 +493,7 @@ impl Executor {
             tenant: ctx.tenant.clone(),
             gpu_runtime: self.inner.config.gpu.clone(),
             gpu: None,
+            cpu_slot: None,
         };
         // One store per invocation: the isolation boundary (see `HostState`).
         let mut store = Store::new(&self.inner.engine, state);
@@ -501,10 +510,7 @@ impl Executor {
         let deadline = started + limits.timeout;
         store.set_epoch_deadline(1);
         let gate = ctx.cpu_slots.clone();
-        // The tenant CPU slot this store holds between two ticks, if any;
-        // released with the store.
-        let held: Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>> = Arc::default();
-        store.epoch_deadline_callback(move |_| {
+        store.epoch_deadline_callback(move |mut cx| {
             if Instant::now() >= deadline {
                 return Ok(UpdateDeadline::Interrupt);
             }
@@ -513,8 +519,13 @@ impl Executor {
             };
             // Give the tenant's CPU slot up and queue for it again behind
             // the tenant's other running guests (the semaphore is FIFO).
+            let held = cx
+                .data_mut()
+                .cpu_slot
+                .get_or_insert_with(Arc::default)
+                .clone();
             drop(held.lock().unwrap_or_else(|p| p.into_inner()).take());
-            let (gate, held) = (gate.clone(), held.clone());
+            let gate = gate.clone();
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(async move {
