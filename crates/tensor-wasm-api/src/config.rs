@@ -48,6 +48,13 @@ pub struct ApiConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// Largest accepted request body (`TENSOR_WASM_API_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Bounds on connections: cap, header-read, idle and body timeouts
+    /// (`TENSOR_WASM_API_MAX_CONNECTIONS`, `_HEADER_READ_TIMEOUT_MS`,
+    /// `_IDLE_TIMEOUT_MS`, `_BODY_TIMEOUT_MS`).
+    pub connections: crate::conn::ConnectionLimits,
+    /// Failed authentications allowed per client address
+    /// (`TENSOR_WASM_API_UNAUTH_RATE_LIMIT_RPS` / `_BURST`); `None` = unlimited.
+    pub unauthenticated_rate_limit: Option<RateLimitConfig>,
     /// Invocations allowed to run at once; more answer `503` (`TENSOR_WASM_API_MAX_CONCURRENT_INVOCATIONS`).
     pub max_concurrent_invocations: usize,
     /// One tenant's invocations allowed to run at once unless the tenant
@@ -93,6 +100,8 @@ impl ApiConfig {
             audit: AuditTarget::Stdout,
             rate_limit: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            connections: crate::conn::ConnectionLimits::default(),
+            unauthenticated_rate_limit: Some(DEFAULT_UNAUTHENTICATED_RATE_LIMIT),
             max_concurrent_invocations: DEFAULT_MAX_CONCURRENT_INVOCATIONS,
             tenant_max_concurrent_invocations: None,
             tenant_cpu_slots: None,
@@ -122,6 +131,11 @@ impl std::fmt::Debug for ApiConfig {
             .field("audit", &self.audit)
             .field("rate_limit", &self.rate_limit)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("connections", &self.connections)
+            .field(
+                "unauthenticated_rate_limit",
+                &self.unauthenticated_rate_limit,
+            )
             .field(
                 "max_concurrent_invocations",
                 &self.max_concurrent_invocations,
@@ -171,6 +185,14 @@ impl FromStr for AuditTarget {
         }
     }
 }
+
+/// Default budget of failed authentications per client address: 5 a
+/// second, bursts of 20 — ample for a client with a mistyped token, little
+/// for a `401` flood (each would otherwise cost a hash and an audit record).
+pub const DEFAULT_UNAUTHENTICATED_RATE_LIMIT: RateLimitConfig = RateLimitConfig {
+    rps: NonZeroU32::new(5).unwrap(),
+    burst: NonZeroU32::new(20).unwrap(),
+};
 
 /// Token-bucket rate limit applied per token (per client IP in dev mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

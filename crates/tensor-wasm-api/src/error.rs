@@ -40,6 +40,12 @@ pub enum ApiError {
         /// The limit that applied.
         limit: usize,
     },
+    /// The request body did not arrive within `TENSOR_WASM_API_BODY_TIMEOUT_MS`.
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    RequestTimeout {
+        /// The body timeout that applied.
+        timeout_ms: u64,
+    },
     /// Per-token rate limit hit.
     #[error("rate limit exceeded; retry after {retry_after_secs} s")]
     RateLimited {
@@ -96,6 +102,7 @@ impl ApiError {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } | Self::TenantConcurrencyLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -133,6 +140,7 @@ impl ApiError {
             Self::InvalidRequest(_) => "invalid_request",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::RateLimited { .. } => "rate_limited",
             Self::Overloaded => "overloaded",
             Self::TenantConcurrencyLimited { .. } => "tenant_concurrency_limited",

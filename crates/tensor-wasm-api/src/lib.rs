@@ -16,6 +16,7 @@ pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod metrics;
 pub mod routes;
@@ -27,6 +28,7 @@ mod limits;
 mod observe;
 
 pub use config::{ApiConfig, AuditTarget, RateLimitConfig, TenantLimits};
+pub use conn::ConnectionLimits;
 pub use error::{ApiError, StartupError};
 pub use server::{Gateway, shutdown_signal};
 pub use state::AppState;

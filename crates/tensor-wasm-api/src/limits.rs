@@ -64,11 +64,7 @@ impl RateLimits {
             },
             RateKey::Client(ip) => per_client.check_key(&ip),
         };
-        verdict.map_err(|not_until| {
-            let wait = not_until.wait_time_from(clock.now());
-            // Retry-After is whole seconds; never tell a client "0".
-            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
-        })
+        verdict.map_err(|not_until| retry_after(not_until.wait_time_from(clock.now())))
     }
 
     /// Forgets idle per-client buckets (dev mode keys by address).
@@ -78,6 +74,55 @@ impl RateLimits {
             per_client.shrink_to_fit();
         }
     }
+}
+
+/// A token bucket per client address, spent only by failed
+/// authentications: a `401` flood from one address is answered `429`
+/// without a token check's audit record once its budget is gone.
+pub(crate) struct UnauthenticatedLimit {
+    limiter: Option<DefaultKeyedRateLimiter<Option<IpAddr>>>,
+    clock: DefaultClock,
+}
+
+impl UnauthenticatedLimit {
+    pub(crate) fn new(cfg: Option<RateLimitConfig>) -> Self {
+        Self {
+            limiter: cfg.map(|cfg| {
+                DefaultKeyedRateLimiter::keyed(Quota::per_second(cfg.rps).allow_burst(cfg.burst))
+            }),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// `Err(seconds to wait)` when `client` has spent its budget.
+    pub(crate) fn check(&self, client: Option<IpAddr>) -> Result<(), u64> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter
+            .check_key(&client)
+            .map_err(|not_until| retry_after(not_until.wait_time_from(self.clock.now())))
+    }
+
+    /// Forgets addresses whose buckets are full again.
+    pub(crate) fn shrink(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// `Retry-After` in whole seconds, never "0".
+fn retry_after(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// The address a request came from: the TCP peer.
+pub(crate) fn client_addr(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// Authenticates the caller, applies its rate limit, and attaches the
@@ -177,6 +222,10 @@ fn admit(state: &AppState, req: &Request) -> Result<Arc<Actor>, ApiError> {
     let actor = match shared.auth.authenticate(auth_header) {
         Ok(actor) => actor,
         Err(failure) => {
+            if let Err(retry_after_secs) = shared.unauthenticated.check(client_addr(req)) {
+                shared.metrics.unauthenticated_throttled.inc();
+                return Err(ApiError::RateLimited { retry_after_secs });
+            }
             let err = ApiError::Unauthorized;
             audit_refusal(state, req, Arc::new(failure.actor), &err);
             return Err(err);
@@ -184,11 +233,7 @@ fn admit(state: &AppState, req: &Request) -> Result<Arc<Actor>, ApiError> {
     };
     let key = match actor.token_index {
         Some(i) => RateKey::Token(i),
-        None => RateKey::Client(
-            req.extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ),
+        None => RateKey::Client(client_addr(req)),
     };
     if let Err(retry_after_secs) = shared.rate.check(key) {
         shared.metrics.rate_limited.inc();
@@ -233,11 +278,13 @@ pub(crate) fn action_for(method: &str, route: &str) -> &'static str {
     }
 }
 
-/// Reads a whole body, refusing more than `limit` bytes with `413`.
+/// Reads a whole body, refusing more than `limit` bytes with `413` and a
+/// body that has not fully arrived within `timeout` with `408`.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -246,7 +293,12 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout {
+            timeout_ms: timeout.as_millis() as u64,
+        })?;
+    read.map_err(|e| {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(err) = source {
             if err.is::<http_body_util::LengthLimitError>() {

@@ -132,8 +132,8 @@ impl EncodeMetric for HttpRequestCounter {
     }
 }
 
-/// Every metric the gateway itself owns.
-#[derive(Debug)]
+/// Every metric the gateway itself owns (cheap to clone: handles to shared series).
+#[derive(Debug, Clone)]
 pub struct GatewayMetrics {
     /// `tensor_wasm_http_requests_total{method,route,status}`.
     pub http_requests: HttpRequestCounter,
@@ -158,6 +158,22 @@ pub struct GatewayMetrics {
     /// `tensor_wasm_invocations_refused_total{tenant,reason}`: invocations
     /// turned away before they ran (tenant share, global slots, memory budget).
     pub refused: Family<RefusalLabels, Counter>,
+    /// `tensor_wasm_http_connections_open`.
+    pub connections_open: Gauge,
+    /// `tensor_wasm_http_connections_refused_total`: accepted past the cap and closed.
+    pub connections_refused: Counter,
+    /// `tensor_wasm_http_connections_timed_out_total{phase}`.
+    pub connections_timed_out: Family<PhaseLabels, Counter>,
+    /// `tensor_wasm_unauthenticated_throttled_total`: failed authentications
+    /// past their client address's budget.
+    pub unauthenticated_throttled: Counter,
+}
+
+/// Labels of `tensor_wasm_http_connections_timed_out_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PhaseLabels {
+    /// `header` (request head too slow) or `idle` (kept alive too long).
+    pub phase: &'static str,
 }
 
 /// Labels of `tensor_wasm_invocations_refused_total`. Tenants are the
@@ -277,8 +293,42 @@ impl GatewayMetrics {
             refused.clone(),
         );
 
+        let connections_open = Gauge::default();
+        registry.register(
+            "tensor_wasm_http_connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "tensor_wasm_http_connections_refused",
+            "Connections answered 503 and closed because TENSOR_WASM_API_MAX_CONNECTIONS were open",
+            connections_refused.clone(),
+        );
+        let connections_timed_out = Family::<PhaseLabels, Counter>::default();
+        for phase in ["header", "idle"] {
+            let _ = connections_timed_out.get_or_create(&PhaseLabels { phase });
+        }
+        registry.register(
+            "tensor_wasm_http_connections_timed_out",
+            "Connections closed by the server because a request head took too long (header) \
+             or nothing moved on a kept-alive connection (idle)",
+            connections_timed_out.clone(),
+        );
+        let unauthenticated_throttled = Counter::default();
+        registry.register(
+            "tensor_wasm_unauthenticated_throttled",
+            "Requests with a missing or unknown token answered 429 (not audited) because \
+             their client address had spent its budget of failed authentications",
+            unauthenticated_throttled.clone(),
+        );
+
         Self {
             refused,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+            unauthenticated_throttled,
             http_requests,
             http_duration,
             invocations,
@@ -299,6 +349,13 @@ impl GatewayMetrics {
                 tenant: tenant.to_owned(),
                 reason,
             })
+            .inc();
+    }
+
+    /// Counts one connection closed by its watchdog.
+    pub fn connection_timed_out(&self, phase: &'static str) {
+        self.connections_timed_out
+            .get_or_create(&PhaseLabels { phase })
             .inc();
     }
 

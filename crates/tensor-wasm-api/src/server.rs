@@ -2,7 +2,6 @@
 //! serve loop with graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ pub struct Gateway {
     state: AppState,
     shutdown_grace: Duration,
     dev_warning_interval: Duration,
+    connections: crate::conn::ConnectionLimits,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -125,6 +125,10 @@ impl Gateway {
                 admission,
                 ceiling: config.ceiling.clone(),
                 max_body_bytes: config.max_body_bytes,
+                body_timeout: config.connections.body_timeout,
+                unauthenticated: crate::limits::UnauthenticatedLimit::new(
+                    config.unauthenticated_rate_limit,
+                ),
                 default_limits: config.default_limits.clone(),
                 tenant_limits: config.tenant_limits.clone(),
                 max_memory_bytes,
@@ -144,6 +148,7 @@ impl Gateway {
             state,
             shutdown_grace: config.shutdown_grace,
             dev_warning_interval: config.dev_mode_warning_interval,
+            connections: config.connections,
         })
     }
 
@@ -164,31 +169,35 @@ impl Gateway {
         F: Future<Output = ()> + Send + 'static,
     {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let app = self
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>();
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutdown requested; finishing in-flight requests");
             let _ = stop_tx.send(true);
         };
-        let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+        let server = crate::conn::serve(
+            listener,
+            self.router(),
+            self.connections,
+            self.state.metrics().clone(),
+            graceful,
+        );
 
-        let ticker = if self.state.dev_mode() {
-            let interval = self.dev_warning_interval;
-            let state = self.state.clone();
-            Some(tokio::spawn(async move {
-                let mut tick =
-                    tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-                loop {
-                    tick.tick().await;
+        // Housekeeping: forget idle rate-limit buckets; repeat the dev-mode warning.
+        let dev_mode = self.state.dev_mode();
+        let interval = self.dev_warning_interval;
+        let state = self.state.clone();
+        let ticker = tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            loop {
+                tick.tick().await;
+                if dev_mode {
                     warn_dev_mode();
-                    state.inner.rate.shrink();
                 }
-            }))
-        } else {
-            None
-        };
+                state.inner.rate.shrink();
+                state.inner.unauthenticated.shrink();
+            }
+        });
 
         let grace = self.shutdown_grace;
         let deadline = async move {
@@ -196,15 +205,16 @@ impl Gateway {
             tokio::time::sleep(grace).await;
         };
         let result = tokio::select! {
-            r = server.into_future() => r.map_err(StartupError::Serve),
+            r = server => r.map_err(StartupError::Serve),
             () = deadline => {
                 tracing::warn!(grace_secs = grace.as_secs(), "grace period over; abandoning in-flight requests");
                 Ok(())
             }
         };
-        if let Some(t) = ticker {
-            t.abort();
-        }
+        // Wait for the ticker to be gone: it holds the state, and with it
+        // the store, which a restart in the same process must reopen.
+        ticker.abort();
+        let _ = ticker.await;
         self.state.inner.audit.flush();
         tracing::info!("server stopped");
         result

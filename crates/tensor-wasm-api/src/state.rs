@@ -118,6 +118,8 @@ pub(crate) struct Shared {
     pub(crate) admission: crate::admission::Admission,
     pub(crate) ceiling: FunctionLimits,
     pub(crate) max_body_bytes: usize,
+    pub(crate) body_timeout: std::time::Duration,
+    pub(crate) unauthenticated: crate::limits::UnauthenticatedLimit,
     pub(crate) default_limits: Limits,
     pub(crate) tenant_limits: crate::config::TenantLimits,
     pub(crate) max_memory_bytes: u64,
@@ -167,6 +169,11 @@ impl AppState {
     /// Largest accepted request body.
     pub fn max_body_bytes(&self) -> usize {
         self.inner.max_body_bytes
+    }
+
+    /// How long a request body may take to arrive.
+    pub fn body_timeout(&self) -> std::time::Duration {
+        self.inner.body_timeout
     }
 
     /// Looks up a function the caller may access; another tenant's function

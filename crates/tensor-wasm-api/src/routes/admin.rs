@@ -66,7 +66,7 @@ async fn run_backup(
             "backups need an admin (`tenant=*`) token".into(),
         ));
     }
-    let body = read_body(headers, body, state.max_body_bytes()).await?;
+    let body = read_body(headers, body, state.max_body_bytes(), state.body_timeout()).await?;
     let req: BackupRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
     target.path = Some(req.to.display().to_string());

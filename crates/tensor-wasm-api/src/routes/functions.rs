@@ -176,7 +176,7 @@ async fn deploy(
     body: Body,
     target: &mut AuditTargetRef,
 ) -> Result<Arc<DeployedFunction>, ApiError> {
-    let body = read_body(headers, body, state.max_body_bytes()).await?;
+    let body = read_body(headers, body, state.max_body_bytes(), state.body_timeout()).await?;
     let req = parse_create(uri, headers, body)?;
     target.function_name = Some(req.name.clone());
     let tenant = owning_tenant(&caller.actor, req.tenant)?;

@@ -77,7 +77,7 @@ async fn invoke(
     } else {
         state.max_body_bytes()
     };
-    let body = read_body(&parts.headers, body, cap).await?;
+    let body = read_body(&parts.headers, body, cap, state.body_timeout()).await?;
     // Parse before taking a slot: malformed requests never occupy one.
     let call = if typed {
         let c: TypedCall = serde_json::from_slice(&body)

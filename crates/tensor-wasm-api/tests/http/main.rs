@@ -8,5 +8,6 @@ mod functions;
 mod hostile;
 mod invoke;
 mod limits;
+mod network;
 mod runbook;
 mod snapshots;

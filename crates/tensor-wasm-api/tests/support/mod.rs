@@ -84,6 +84,10 @@ pub struct Options {
     pub gpu: bool,
     /// Server-wide ceiling on a function's `max_memory_bytes`.
     pub memory_ceiling: Option<u64>,
+    /// Connection cap and timeouts (server defaults when `None`).
+    pub connections: Option<tensor_wasm_api::ConnectionLimits>,
+    /// Failed authentications per client address: `(rps, burst)`.
+    pub unauthenticated_rate_limit: Option<(u32, u32)>,
 }
 
 impl Default for Options {
@@ -99,6 +103,8 @@ impl Default for Options {
             memory_budget_bytes: None,
             gpu: false,
             memory_ceiling: None,
+            connections: None,
+            unauthenticated_rate_limit: None,
         }
     }
 }
@@ -157,6 +163,15 @@ impl TestServer {
         }
         config.tenant_max_concurrent_invocations = opts.tenant_max_concurrent_invocations;
         config.memory_budget_bytes = opts.memory_budget_bytes;
+        if let Some(c) = opts.connections {
+            config.connections = c;
+        }
+        if let Some((rps, burst)) = opts.unauthenticated_rate_limit {
+            config.unauthenticated_rate_limit = Some(RateLimitConfig::new(
+                NonZeroU32::new(rps).expect("rps > 0"),
+                NonZeroU32::new(burst),
+            ));
+        }
         if let Some(m) = opts.memory_ceiling {
             config.ceiling.max_memory_bytes = Some(m);
         }

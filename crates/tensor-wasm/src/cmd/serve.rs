@@ -64,6 +64,53 @@ pub struct ServeArgs {
     #[arg(long, env = "TENSOR_WASM_API_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
 
+    /// Open connections at most; past it a new connection gets a canned 503 and is closed.
+    #[arg(long, env = "TENSOR_WASM_API_MAX_CONNECTIONS",
+          default_value_t = tensor_wasm_api::conn::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// Milliseconds a client has to send a whole request head (from connect,
+    /// or from the first byte of a later request on a kept-alive connection).
+    #[arg(
+        long,
+        env = "TENSOR_WASM_API_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    header_read_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive connection may sit with nothing in flight and no byte moving.
+    #[arg(
+        long,
+        env = "TENSOR_WASM_API_IDLE_TIMEOUT_MS",
+        default_value_t = 75_000
+    )]
+    idle_timeout_ms: u64,
+
+    /// Milliseconds a client has to send a whole request body; slower is answered 408.
+    #[arg(
+        long,
+        env = "TENSOR_WASM_API_BODY_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    body_timeout_ms: u64,
+
+    /// Failed authentications per second allowed per client address; past
+    /// the burst they are answered 429 and not audited (0: unlimited).
+    #[arg(
+        long,
+        env = "TENSOR_WASM_API_UNAUTH_RATE_LIMIT_RPS",
+        default_value_t = 5
+    )]
+    unauth_rate_limit_rps: u32,
+
+    /// Burst of failed authentications allowed per client address.
+    #[arg(
+        long,
+        env = "TENSOR_WASM_API_UNAUTH_RATE_LIMIT_BURST",
+        default_value_t = 20
+    )]
+    unauth_rate_limit_burst: u32,
+
     /// Invocations allowed to run at once; more are answered 503 + Retry-After.
     #[arg(long, env = "TENSOR_WASM_API_MAX_CONCURRENT_INVOCATIONS",
           default_value_t = DEFAULT_MAX_CONCURRENT_INVOCATIONS)]
@@ -131,6 +178,17 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .rate_limit_rps
         .map(|rps| RateLimitConfig::new(rps, args.rate_limit_burst));
     config.max_body_bytes = args.max_body_bytes;
+    config.connections = tensor_wasm_api::ConnectionLimits {
+        max_connections: positive(args.max_connections, "TENSOR_WASM_API_MAX_CONNECTIONS")?,
+        header_read_timeout: millis(
+            args.header_read_timeout_ms,
+            "TENSOR_WASM_API_HEADER_READ_TIMEOUT_MS",
+        )?,
+        idle_timeout: millis(args.idle_timeout_ms, "TENSOR_WASM_API_IDLE_TIMEOUT_MS")?,
+        body_timeout: millis(args.body_timeout_ms, "TENSOR_WASM_API_BODY_TIMEOUT_MS")?,
+    };
+    config.unauthenticated_rate_limit = NonZeroU32::new(args.unauth_rate_limit_rps)
+        .map(|rps| RateLimitConfig::new(rps, NonZeroU32::new(args.unauth_rate_limit_burst)));
     config.max_concurrent_invocations = args.max_concurrent_invocations;
     config.tenant_max_concurrent_invocations = args.tenant_max_concurrent_invocations;
     config.memory_budget_bytes = args.memory_budget;
@@ -189,4 +247,16 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A count that must be at least 1.
+fn positive(value: usize, name: &str) -> anyhow::Result<usize> {
+    anyhow::ensure!(value > 0, "{name} must be at least 1");
+    Ok(value)
+}
+
+/// A timeout in milliseconds that must be at least 1.
+fn millis(value: u64, name: &str) -> anyhow::Result<Duration> {
+    anyhow::ensure!(value > 0, "{name} must be at least 1 (milliseconds)");
+    Ok(Duration::from_millis(value))
 }

@@ -102,7 +102,7 @@ pub(super) async fn invoke(
     let cap = state
         .max_body_bytes()
         .min(crate::routes::invoke::MAX_TYPED_CALL_BYTES);
-    let body = read_body(&headers, body, cap).await?;
+    let body = read_body(&headers, body, cap, state.body_timeout()).await?;
     if !is_json(&media_type(&headers)) {
         return Err(ApiError::InvalidRequest(
             "invoking from a snapshot takes a typed call: Content-Type application/json with \

@@ -309,7 +309,7 @@ async fn create_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(SnapshotView, Preparation), SnapshotFailure> {
-    let body = read_body(headers, body, state.max_body_bytes()).await?;
+    let body = read_body(headers, body, state.max_body_bytes(), state.body_timeout()).await?;
     let request: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
         CreateBody::default()
     } else if is_json(&media_type(headers)) || headers.get(header::CONTENT_TYPE).is_none() {
