@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -30,23 +31,67 @@ pub enum Outcome {
     Failure,
 }
 
-/// What a call acted on (`target` in a record).
+/// Most bytes of one client-influenced string in a record (ids, names,
+/// paths): longer values are cut at a character boundary and end in `…`,
+/// so a 60 KB path cannot become a 60 KB record. (`request_id` is bounded
+/// to 128 printable ASCII bytes where it is read.)
+pub const MAX_AUDIT_FIELD_BYTES: usize = 256;
+
+/// `s`, cut to [`MAX_AUDIT_FIELD_BYTES`] (plus the `…` marker) when longer.
+pub fn bounded(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_AUDIT_FIELD_BYTES {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = MAX_AUDIT_FIELD_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &s[..end]))
+}
+
+fn serialize_bounded<S: serde::Serializer>(
+    value: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => serializer.serialize_str(&bounded(v)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// What a call acted on (`target` in a record). Every field is cut to
+/// [`MAX_AUDIT_FIELD_BYTES`] when written.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditTargetRef {
     /// Function id, when the call names one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_bounded"
+    )]
     pub function_id: Option<String>,
     /// Function name, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_bounded"
+    )]
     pub function_name: Option<String>,
     /// Tenant owning the target, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_bounded"
+    )]
     pub tenant: Option<String>,
     /// Snapshot name, for snapshot operations.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_bounded"
+    )]
     pub snapshot: Option<String>,
     /// Filesystem path, for backups.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_bounded"
+    )]
     pub path: Option<String>,
     /// When the function was created, on delete records: the last line of
     /// the log then shows both halves of a create/delete pair.
@@ -71,6 +116,9 @@ pub struct AuditRecord<'a> {
     pub target: &'a AuditTargetRef,
     /// Request id (also the `x-request-id` response header).
     pub request_id: &'a str,
+    /// The client's address: the TCP peer, or the `X-Forwarded-For` entry a
+    /// trusted proxy vouches for.
+    pub client: Option<std::net::IpAddr>,
     /// W3C trace id, when the request is traced.
     pub trace_id: Option<&'a str>,
     /// HTTP method.
@@ -90,6 +138,8 @@ enum Sink {
 /// The audit sink shared by all requests.
 pub struct AuditLog {
     sink: Mutex<Sink>,
+    /// False from a failed write until the next write succeeds.
+    healthy: AtomicBool,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -107,6 +157,7 @@ impl AuditLog {
         };
         Ok(Self {
             sink: Mutex::new(sink),
+            healthy: AtomicBool::new(true),
         })
     }
 
@@ -117,15 +168,11 @@ impl AuditLog {
             .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
     }
 
-    /// Writes one record; failures are logged, never returned to the caller.
-    pub fn write(&self, record: &AuditRecord<'_>) {
-        let mut line = match serde_json::to_vec(record) {
-            Ok(l) => l,
-            Err(err) => {
-                tracing::error!(%err, "cannot serialise audit record");
-                return;
-            }
-        };
+    /// Writes one record. A failed write marks the sink unhealthy (until a
+    /// later write succeeds) and puts the record in the error log instead,
+    /// so it is not lost; the caller counts it.
+    pub fn write(&self, record: &AuditRecord<'_>) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut sink = match self.sink.lock() {
             Ok(s) => s,
@@ -140,9 +187,21 @@ impl AuditLog {
             }
             Sink::File(f) => f.write_all(&line).and_then(|()| f.flush()),
         };
-        if let Err(err) = result {
-            tracing::error!(%err, "cannot write audit record");
+        drop(sink);
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        if let Err(err) = &result {
+            tracing::error!(
+                %err,
+                record = %String::from_utf8_lossy(&line[..line.len() - 1]),
+                "cannot write audit record; it is logged here instead"
+            );
         }
+        result
+    }
+
+    /// False when the last write failed.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
     }
 
     /// Flushes and (for the file sink) syncs to disk; called on shutdown.
@@ -205,12 +264,13 @@ mod tests {
             actor: &actor,
             target: &target,
             request_id: "r1",
+            client: None,
             trace_id: None,
             method: "POST",
             route: "/functions",
             error: None,
         };
-        log.write(&rec);
+        log.write(&rec).unwrap();
         // copytruncate: someone else truncates the file under us.
         std::fs::OpenOptions::new()
             .write(true)
@@ -218,11 +278,58 @@ mod tests {
             .unwrap()
             .set_len(0)
             .unwrap();
-        log.write(&rec);
+        log.write(&rec).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1, "append mode writes at the new end");
         let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(v["actor"]["scope"]["kind"], "dev");
         assert_eq!(v["target"]["function_name"], "f");
+    }
+
+    #[test]
+    fn long_values_are_cut_at_a_char_boundary() {
+        let short = "fn_1";
+        assert_eq!(bounded(short), short);
+        let long = "é".repeat(1000);
+        let cut = bounded(&long);
+        assert!(cut.len() <= MAX_AUDIT_FIELD_BYTES + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+        let target = AuditTargetRef {
+            function_id: Some("x".repeat(60_000)),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&target).unwrap();
+        assert!(json.len() < 400, "{}", json.len());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failed_write_is_returned_and_marks_the_sink_unhealthy() {
+        let log = AuditLog::open(&AuditTarget::File("/dev/full".into())).unwrap();
+        let actor = Actor {
+            scope: Scope {
+                kind: ScopeKind::Dev,
+            },
+            tenant: None,
+            token_id: None,
+            token_index: None,
+        };
+        let rec = AuditRecord {
+            time: AuditLog::now(),
+            action: "function.create",
+            outcome: Outcome::Success,
+            status: 201,
+            actor: &actor,
+            target: &AuditTargetRef::default(),
+            request_id: "r1",
+            client: None,
+            trace_id: None,
+            method: "POST",
+            route: "/functions",
+            error: None,
+        };
+        assert!(log.healthy());
+        assert!(log.write(&rec).is_err());
+        assert!(!log.healthy());
     }
 }

@@ -55,6 +55,12 @@ pub struct ApiConfig {
     /// Failed authentications allowed per client address
     /// (`TENSOR_WASM_API_UNAUTH_RATE_LIMIT_RPS` / `_BURST`); `None` = unlimited.
     pub unauthenticated_rate_limit: Option<RateLimitConfig>,
+    /// Proxies whose `X-Forwarded-For` names the client
+    /// (`TENSOR_WASM_API_TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    /// With audit records failing to write, refuse state-changing calls
+    /// with `503` (`TENSOR_WASM_API_AUDIT_REQUIRED=1`).
+    pub audit_required: bool,
     /// Invocations allowed to run at once; more answer `503` (`TENSOR_WASM_API_MAX_CONCURRENT_INVOCATIONS`).
     pub max_concurrent_invocations: usize,
     /// One tenant's invocations allowed to run at once unless the tenant
@@ -101,6 +107,8 @@ impl ApiConfig {
             rate_limit: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             connections: crate::conn::ConnectionLimits::default(),
+            trusted_proxies: TrustedProxies::default(),
+            audit_required: false,
             unauthenticated_rate_limit: Some(DEFAULT_UNAUTHENTICATED_RATE_LIMIT),
             max_concurrent_invocations: DEFAULT_MAX_CONCURRENT_INVOCATIONS,
             tenant_max_concurrent_invocations: None,
@@ -132,6 +140,8 @@ impl std::fmt::Debug for ApiConfig {
             .field("rate_limit", &self.rate_limit)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("connections", &self.connections)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("audit_required", &self.audit_required)
             .field(
                 "unauthenticated_rate_limit",
                 &self.unauthenticated_rate_limit,
@@ -183,6 +193,81 @@ impl FromStr for AuditTarget {
             Some(path) if !path.is_empty() => Ok(Self::File(PathBuf::from(path))),
             _ => Err(AuditTargetParseError(s.to_owned())),
         }
+    }
+}
+
+/// Proxies whose `X-Forwarded-For` is believed
+/// (`TENSOR_WASM_API_TRUSTED_PROXIES`: comma-separated addresses or CIDR
+/// ranges). A request's client address is its TCP peer, unless that peer
+/// is trusted: then it is the right-most `X-Forwarded-For` entry that is
+/// not itself trusted. Without trusted proxies the header is ignored — any
+/// client could write it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+/// Most `X-Forwarded-For` entries walked for one request.
+const MAX_FORWARDED_HOPS: usize = 16;
+
+impl TrustedProxies {
+    /// Parses `10.0.0.0/8,192.168.1.7,fd00::/8`; empty means none.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let net = entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "TENSOR_WASM_API_TRUSTED_PROXIES: `{entry}` is neither an IP address nor a CIDR range"
+                    )
+                })?;
+            nets.push(net);
+        }
+        Ok(Self(nets))
+    }
+
+    /// True when no proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client address of a request from `peer` with `headers`.
+    pub fn client(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        let peer = peer?;
+        if !self.trusts(peer) {
+            return Some(peer);
+        }
+        let mut client = peer;
+        let entries = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .rev()
+            .flat_map(|v| v.to_str().unwrap_or("!").rsplit(','))
+            .take(MAX_FORWARDED_HOPS);
+        for entry in entries {
+            let entry = entry.trim();
+            let Some(ip) = entry
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+            else {
+                // Garbage: what lies left of it is not vouched for.
+                break;
+            };
+            client = ip;
+            if !self.trusts(ip) {
+                break;
+            }
+        }
+        Some(client)
     }
 }
 
@@ -426,6 +511,46 @@ pub(crate) fn above_ceiling(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 1.2.3.4"),
+        );
+        headers.append("x-forwarded-for", HeaderValue::from_static("10.0.0.9"));
+        let none = TrustedProxies::default();
+        assert_eq!(
+            none.client(Some(ip("10.0.0.1")), &headers),
+            Some(ip("10.0.0.1"))
+        );
+        let lb = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7").unwrap();
+        // Right to left: 10.0.0.9 is another trusted hop, 1.2.3.4 is the
+        // client; 6.6.6.6 was written by the client and is not believed.
+        assert_eq!(
+            lb.client(Some(ip("10.0.0.1")), &headers),
+            Some(ip("1.2.3.4"))
+        );
+        // A client that is not a proxy cannot choose its address.
+        assert_eq!(
+            lb.client(Some(ip("8.8.8.8")), &headers),
+            Some(ip("8.8.8.8"))
+        );
+        let mut garbage = HeaderMap::new();
+        garbage.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("<script>, 10.0.0.3"),
+        );
+        assert_eq!(
+            lb.client(Some(ip("192.168.1.7")), &garbage),
+            Some(ip("10.0.0.3"))
+        );
+        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        assert!(TrustedProxies::parse("").unwrap().is_empty());
+    }
 
     #[test]
     fn audit_target_parses_stdout_and_file_forms() {

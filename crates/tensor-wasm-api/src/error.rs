@@ -74,6 +74,9 @@ pub enum ApiError {
         /// The configured budget.
         budget_bytes: u64,
     },
+    /// `TENSOR_WASM_API_AUDIT_REQUIRED=1` and audit records cannot be written.
+    #[error("audit records cannot be written; state-changing calls are refused until they can")]
+    AuditUnavailable,
     /// The engine refused or failed the call.
     #[error(transparent)]
     Exec(#[from] ExecError),
@@ -106,9 +109,10 @@ impl ApiError {
             Self::RateLimited { .. } | Self::TenantConcurrencyLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Overloaded | Self::MemoryBudgetExhausted { .. } | Self::NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded
+            | Self::MemoryBudgetExhausted { .. }
+            | Self::NotReady(_)
+            | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Exec(e) => match e {
                 ExecError::InvalidModule(_)
                 | ExecError::MissingExport { .. }
@@ -146,6 +150,7 @@ impl ApiError {
             Self::TenantConcurrencyLimited { .. } => "tenant_concurrency_limited",
             Self::MemoryBudgetExhausted { .. } => "memory_budget_exhausted",
             Self::NotReady(_) => "not_ready",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::Exec(e) => e.code(),
             Self::Store(StoreError::AlreadyExists(_)) => "conflict",
             Self::Store(_) => "store_error",
@@ -160,6 +165,7 @@ impl ApiError {
             | Self::TenantConcurrencyLimited { .. }
             | Self::MemoryBudgetExhausted { .. }
             | Self::NotReady(_)
+            | Self::AuditUnavailable
             | Self::Exec(ExecError::Busy) => Some(1),
             _ => None,
         }

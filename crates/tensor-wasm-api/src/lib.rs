@@ -27,7 +27,7 @@ pub mod telemetry;
 mod limits;
 mod observe;
 
-pub use config::{ApiConfig, AuditTarget, RateLimitConfig, TenantLimits};
+pub use config::{ApiConfig, AuditTarget, RateLimitConfig, TenantLimits, TrustedProxies};
 pub use conn::ConnectionLimits;
 pub use error::{ApiError, StartupError};
 pub use server::{Gateway, shutdown_signal};

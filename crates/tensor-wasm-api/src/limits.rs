@@ -118,11 +118,25 @@ fn retry_after(wait: std::time::Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
-/// The address a request came from: the TCP peer.
+/// The address a request came from: its [`RequestContext`]'s client (the
+/// TCP peer, or what a trusted proxy says), else the TCP peer.
 pub(crate) fn client_addr(req: &Request) -> Option<IpAddr> {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    match req.extensions().get::<RequestContext>() {
+        Some(ctx) => ctx.client,
+        None => req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+    }
+}
+
+/// True for calls that change state (and so must not happen unaudited):
+/// every POST and DELETE except invocations.
+fn changes_state(req: &Request) -> bool {
+    use axum::http::Method;
+    let m = req.method();
+    (m == Method::POST || m == Method::DELETE || m == Method::PUT || m == Method::PATCH)
+        && !req.uri().path().ends_with("/invoke")
 }
 
 /// Authenticates the caller, applies its rate limit, and attaches the
@@ -238,6 +252,13 @@ fn admit(state: &AppState, req: &Request) -> Result<Arc<Actor>, ApiError> {
     if let Err(retry_after_secs) = shared.rate.check(key) {
         shared.metrics.rate_limited.inc();
         let err = ApiError::RateLimited { retry_after_secs };
+        audit_refusal(state, req, actor, &err);
+        return Err(err);
+    }
+    if shared.audit_required && !shared.audit.healthy() && changes_state(req) {
+        // The refusal's own record is the probe: once it is written, the
+        // sink is healthy again and the next call goes through.
+        let err = ApiError::AuditUnavailable;
         audit_refusal(state, req, actor, &err);
         return Err(err);
     }

@@ -106,11 +106,17 @@ where
         } else {
             tracing::Span::none()
         };
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let client = self.state.inner.trusted_proxies.client(peer, req.headers());
         req.extensions_mut().insert(RequestContext {
             request_id: request_id.clone(),
             traceparent_id,
             method,
             route,
+            client,
         });
         let inner = {
             let _entered = span.enter();

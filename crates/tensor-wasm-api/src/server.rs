@@ -126,6 +126,8 @@ impl Gateway {
                 ceiling: config.ceiling.clone(),
                 max_body_bytes: config.max_body_bytes,
                 body_timeout: config.connections.body_timeout,
+                trusted_proxies: config.trusted_proxies.clone(),
+                audit_required: config.audit_required,
                 unauthenticated: crate::limits::UnauthenticatedLimit::new(
                     config.unauthenticated_rate_limit,
                 ),

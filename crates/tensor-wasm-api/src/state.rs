@@ -119,6 +119,8 @@ pub(crate) struct Shared {
     pub(crate) ceiling: FunctionLimits,
     pub(crate) max_body_bytes: usize,
     pub(crate) body_timeout: std::time::Duration,
+    pub(crate) trusted_proxies: crate::config::TrustedProxies,
+    pub(crate) audit_required: bool,
     pub(crate) unauthenticated: crate::limits::UnauthenticatedLimit,
     pub(crate) default_limits: Limits,
     pub(crate) tenant_limits: crate::config::TenantLimits,
@@ -214,8 +216,22 @@ impl AppState {
             Ok(status) => (*status, None),
             Err(e) => (e.status().as_u16(), Some(e.code())),
         };
+        self.audit_record(caller, action, outcome, status, error, target);
+    }
+
+    /// Writes one audit record (the one writer every route goes through);
+    /// a failed write is counted in `tensor_wasm_audit_write_errors_total`.
+    pub(crate) fn audit_record(
+        &self,
+        caller: &Caller,
+        action: &str,
+        outcome: Outcome,
+        status: u16,
+        error: Option<&str>,
+        target: &AuditTargetRef,
+    ) {
         let trace_id = caller.ctx.trace_id(self.inner.otel);
-        self.inner.audit.write(&AuditRecord {
+        let written = self.inner.audit.write(&AuditRecord {
             time: AuditLog::now(),
             action,
             outcome,
@@ -223,11 +239,15 @@ impl AppState {
             actor: &caller.actor,
             target,
             request_id: &caller.ctx.request_id,
+            client: caller.ctx.client,
             trace_id: trace_id.as_deref(),
             method: caller.ctx.method,
             route: caller.ctx.route,
             error,
         });
+        if written.is_err() {
+            self.inner.metrics.audit_errors.inc();
+        }
     }
 
     /// A deployed function: `record` compiled, with its effective limits
@@ -359,6 +379,8 @@ pub struct RequestContext {
     pub method: &'static str,
     /// Matched route template label.
     pub route: &'static str,
+    /// The client's address (see [`crate::limits::ClientAddr`]).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl RequestContext {

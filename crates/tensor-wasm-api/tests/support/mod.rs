@@ -88,6 +88,12 @@ pub struct Options {
     pub connections: Option<tensor_wasm_api::ConnectionLimits>,
     /// Failed authentications per client address: `(rps, burst)`.
     pub unauthenticated_rate_limit: Option<(u32, u32)>,
+    /// `TENSOR_WASM_API_TRUSTED_PROXIES`.
+    pub trusted_proxies: Option<String>,
+    /// Audit file other than `<data>/audit.log` (e.g. `/dev/full`).
+    pub audit_file: Option<PathBuf>,
+    /// `TENSOR_WASM_API_AUDIT_REQUIRED`.
+    pub audit_required: bool,
 }
 
 impl Default for Options {
@@ -105,6 +111,9 @@ impl Default for Options {
             memory_ceiling: None,
             connections: None,
             unauthenticated_rate_limit: None,
+            trusted_proxies: None,
+            audit_file: None,
+            audit_required: false,
         }
     }
 }
@@ -145,7 +154,10 @@ impl TestServer {
                 (Some(t), d)
             }
         };
-        let audit_path = data_dir.join("audit.log");
+        let audit_path = opts
+            .audit_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit.log"));
         let mut config = ApiConfig::new(&data_dir);
         config.tokens = TokenList::parse(&opts.tokens).expect("test tokens parse");
         config.audit = AuditTarget::File(audit_path.clone());
@@ -163,6 +175,11 @@ impl TestServer {
         }
         config.tenant_max_concurrent_invocations = opts.tenant_max_concurrent_invocations;
         config.memory_budget_bytes = opts.memory_budget_bytes;
+        if let Some(p) = &opts.trusted_proxies {
+            config.trusted_proxies =
+                tensor_wasm_api::TrustedProxies::parse(p).expect("test proxies parse");
+        }
+        config.audit_required = opts.audit_required;
         if let Some(c) = opts.connections {
             config.connections = c;
         }

@@ -52,6 +52,16 @@ pub struct ServeArgs {
     #[arg(long, env = "TENSOR_WASM_API_AUDIT_LOG", default_value = "stdout")]
     audit_log: AuditTarget,
 
+    /// With 1, state-changing calls are refused with 503 while audit records
+    /// cannot be written, rather than happen unaudited.
+    #[arg(long, env = "TENSOR_WASM_API_AUDIT_REQUIRED")]
+    audit_required: bool,
+
+    /// Proxies (addresses or CIDR ranges, comma-separated) whose
+    /// X-Forwarded-For names the client; unset: the header is ignored.
+    #[arg(long, env = "TENSOR_WASM_API_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: String,
+
     /// Sustained requests per second per token (unset: no rate limit).
     #[arg(long, env = "TENSOR_WASM_API_RATE_LIMIT_RPS")]
     rate_limit_rps: Option<NonZeroU32>,
@@ -174,6 +184,9 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ApiConfig::new(&data_dir);
     config.tokens = tokens;
     config.audit = args.audit_log;
+    config.audit_required = args.audit_required;
+    config.trusted_proxies = tensor_wasm_api::TrustedProxies::parse(&args.trusted_proxies)
+        .map_err(anyhow::Error::msg)?;
     config.rate_limit = args
         .rate_limit_rps
         .map(|rps| RateLimitConfig::new(rps, args.rate_limit_burst));

@@ -45,7 +45,7 @@ use tensor_wasm_snapshot::{
     SnapshotError, SnapshotHeader, SnapshotMeta, WarmStart, warm_and_capture,
 };
 
-use crate::audit::{AuditLog, AuditRecord, AuditTargetRef, Outcome};
+use crate::audit::{AuditTargetRef, Outcome};
 use crate::error::{ApiError, error_body};
 use crate::limits::{is_json, media_type, read_body};
 use crate::state::{AppState, Caller, DeployedFunction};
@@ -230,20 +230,7 @@ fn audit_as(
         }
         Err(e) => (on_error, e.status().as_u16(), Some(e.code())),
     };
-    let trace_id = caller.ctx.trace_id(state.inner.otel);
-    state.inner.audit.write(&AuditRecord {
-        time: AuditLog::now(),
-        action,
-        outcome,
-        status,
-        actor: &caller.actor,
-        target,
-        request_id: &caller.ctx.request_id,
-        trace_id: trace_id.as_deref(),
-        method: caller.ctx.method,
-        route: caller.ctx.route,
-        error,
-    });
+    state.audit_record(caller, action, outcome, status, error, target);
 }
 
 async fn create(
