@@ -139,7 +139,7 @@ def render(values):
             if d:
                 docs[(d["kind"], d["metadata"]["name"])] = d
     return docs, out
-# defaults: dev mode, persistence on
+# defaults: a generated admin token (never dev mode by accident), persistence on
 docs, out = render({})
 dep = docs[("Deployment", "tensor-wasm")]
 assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
@@ -148,14 +148,31 @@ assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
 assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
 env = {e["name"]: e for e in c["env"]}
 ref = env["TENSOR_WASM_API_TOKENS"]["valueFrom"]["secretKeyRef"]
-assert ref["name"] == "tensor-wasm-tokens" and ref["key"] == "TENSOR_WASM_API_TOKENS" and ref.get("optional") is True
+assert ref["name"] == "tensor-wasm-tokens" and ref["key"] == "TENSOR_WASM_API_TOKENS" and "optional" not in ref
+gen = docs[("Secret", "tensor-wasm-tokens")]["stringData"]["TENSOR_WASM_API_TOKENS"]
+tok, scope = gen.rsplit(":", 1)
+assert scope == "tenant=*" and len(tok) == 48 and tok.isalnum(), gen
 assert ("PersistentVolumeClaim", "tensor-wasm-data") in docs
 assert ("Service", "tensor-wasm") in docs
+notes = out["tensor-wasm/templates/NOTES.txt"]
+assert "DEV MODE" not in notes and "generated an admin token" in notes and "base64 -d" in notes
+# dev mode only when asked for: optional Secret reference, no Secret, a warning
+docs, out = render({"auth": {"devMode": True}})
+c = docs[("Deployment", "tensor-wasm")]["spec"]["template"]["spec"]["containers"][0]
+env = {e["name"]: e for e in c["env"]}
+assert env["TENSOR_WASM_API_TOKENS"]["valueFrom"]["secretKeyRef"].get("optional") is True
+assert ("Secret", "tensor-wasm-tokens") not in docs
 assert "DEV MODE" in out["tensor-wasm/templates/NOTES.txt"]
+try:
+    render({"auth": {"devMode": True, "tokens": "t-0123456789abcdef:tenant=*"}})
+except Exception as e:
+    assert "devMode" in str(e), e
+else:
+    raise AssertionError("devMode with tokens rendered")
 # tokens rendered into the Secret
-docs, _ = render({"auth": {"tokens": "t:tenant=*"}})
+docs, _ = render({"auth": {"tokens": "t-0123456789abcdef:tenant=*"}})
 sec = docs[("Secret", "tensor-wasm-tokens")]
-assert sec["stringData"]["TENSOR_WASM_API_TOKENS"] == "t:tenant=*"
+assert sec["stringData"]["TENSOR_WASM_API_TOKENS"] == "t-0123456789abcdef:tenant=*"
 # production shape
 docs, _ = render({"auth": {"existingSecret": "tensor-wasm-tokens"}, "gpu": {"enabled": True},
                   "serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},

@@ -71,6 +71,15 @@ pub struct TokenParseError {
     pub reason: &'static str,
 }
 
+/// Shortest accepted token: a guessable token is a hole the audit log only
+/// records afterwards. (`openssl rand -base64 48 | tr -d '/=+'` gives ~62.)
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The token `share/env.example` and `docker-compose.yml` ship with. A
+/// server handed it refuses to start: copying the example must never give
+/// a deployment a token everyone can read in our repository.
+pub const PLACEHOLDER_TOKEN: &str = "REPLACE-ME-with-openssl-rand-base64-48";
+
 impl TokenList {
     /// Parses the variable's value; an empty (or all-blank) value is dev mode.
     pub fn parse(raw: &str) -> Result<Self, TokenParseError> {
@@ -96,6 +105,18 @@ impl TokenList {
             }
             if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(err("token contains whitespace or control characters"));
+            }
+            if token.eq_ignore_ascii_case(PLACEHOLDER_TOKEN) {
+                return Err(err(
+                    "token is the placeholder from share/env.example; generate one with \
+                     `openssl rand -base64 48 | tr -d '/=+'`",
+                ));
+            }
+            if token.len() < MIN_TOKEN_LEN {
+                return Err(err(
+                    "token is shorter than 16 characters; generate one with \
+                     `openssl rand -base64 48 | tr -d '/=+'`",
+                ));
             }
             let scope = if tenant == "*" {
                 TokenScope::Admin
@@ -358,7 +379,8 @@ mod tests {
 
     #[test]
     fn parses_admin_and_tenant_entries() {
-        let list = TokenList::parse("abc:tenant=*, def:tenant=7").unwrap();
+        let list = TokenList::parse("abc-0123456789abcdef:tenant=*, def-0123456789abcdef:tenant=7")
+            .unwrap();
         assert_eq!(list.len(), 2);
         assert!(list.entries[0].scope == TokenScope::Admin);
         assert!(list.entries[1].scope == TokenScope::Tenant("7".into()));
@@ -372,44 +394,73 @@ mod tests {
 
     #[test]
     fn bad_entry_is_named_by_position_without_the_token() {
-        let err = TokenList::parse("good:tenant=1,s3cret-token:tenant=").unwrap_err();
+        let err =
+            TokenList::parse("good-0123456789abcdef:tenant=1,s3cret-token-0123456789:tenant=")
+                .unwrap_err();
         assert_eq!(err.index, 2);
         assert!(!err.to_string().contains("s3cret"));
-        let err = TokenList::parse("a:tenant=1,,b:tenant=2").unwrap_err();
+        let err = TokenList::parse("a-0123456789abcdef:tenant=1,,b-0123456789abcdef:tenant=2")
+            .unwrap_err();
         assert_eq!(err.index, 2);
-        let err = TokenList::parse("s3cret").unwrap_err();
+        let err = TokenList::parse("s3cret-0123456789abcdef").unwrap_err();
         assert_eq!(err.index, 1);
         assert!(!err.to_string().contains("s3cret"));
-        let err = TokenList::parse("x:tenant=1,x:tenant=2").unwrap_err();
+        let err = TokenList::parse("x-0123456789abcdef:tenant=1,x-0123456789abcdef:tenant=2")
+            .unwrap_err();
         assert_eq!(err.reason, "duplicate token");
     }
 
     #[test]
     fn debug_output_never_contains_tokens() {
-        let list = TokenList::parse("topsecret:tenant=*").unwrap();
+        let list = TokenList::parse("topsecret-0123456789:tenant=*").unwrap();
         assert!(!format!("{list:?}").contains("topsecret"));
     }
 
     #[test]
+    fn short_and_placeholder_tokens_are_refused_by_position() {
+        let err = TokenList::parse("long-enough-token-0123:tenant=*,short:tenant=7").unwrap_err();
+        assert_eq!(err.index, 2);
+        assert!(err.to_string().contains("shorter than 16"), "{err}");
+        assert!(!err.to_string().contains("short:"), "{err}");
+        let err = TokenList::parse(&format!("{PLACEHOLDER_TOKEN}:tenant=*")).unwrap_err();
+        assert_eq!(err.index, 1);
+        assert!(err.to_string().contains("placeholder"), "{err}");
+        assert!(
+            TokenList::parse("0123456789abcdef:tenant=*").is_ok(),
+            "16 is enough"
+        );
+    }
+
+    #[test]
     fn authenticates_every_configured_token_and_rejects_others() {
-        let list = TokenList::parse("aaa:tenant=*,bbb:tenant=7,ccc:tenant=8").unwrap();
+        let list = TokenList::parse("aaa-0123456789abcdef:tenant=*,bbb-0123456789abcdef:tenant=7,ccc-0123456789abcdef:tenant=8").unwrap();
         let auth = Authenticator::new(&list, TokenIdHasher::new([7; 32]));
-        let a = auth.authenticate(Some(b"Bearer bbb")).unwrap();
+        let a = auth
+            .authenticate(Some(b"Bearer bbb-0123456789abcdef"))
+            .unwrap();
         assert_eq!(a.kind(), ScopeKind::Tenant);
         assert_eq!(a.tenant.as_deref(), Some("7"));
         assert_eq!(
-            auth.authenticate(Some(b"bearer ccc"))
+            auth.authenticate(Some(b"bearer ccc-0123456789abcdef"))
                 .unwrap()
                 .tenant
                 .as_deref(),
             Some("8")
         );
         assert_eq!(
-            auth.authenticate(Some(b"Bearer aaa")).unwrap().kind(),
+            auth.authenticate(Some(b"Bearer aaa-0123456789abcdef"))
+                .unwrap()
+                .kind(),
             ScopeKind::Admin
         );
-        assert!(auth.authenticate(Some(b"Bearer bb")).is_err());
-        assert!(auth.authenticate(Some(b"Basic bbb")).is_err());
+        assert!(
+            auth.authenticate(Some(b"Bearer bbb-0123456789abcde"))
+                .is_err()
+        );
+        assert!(
+            auth.authenticate(Some(b"Basic bbb-0123456789abcdef"))
+                .is_err()
+        );
         assert!(auth.authenticate(None).is_err());
     }
 

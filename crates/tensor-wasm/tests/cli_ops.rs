@@ -81,3 +81,92 @@ fn serve_refuses_a_bad_tenant_limits_file_before_listening() {
         "{stderr}"
     );
 }
+
+#[test]
+fn observe_once_fails_with_its_own_code_against_a_dev_mode_server() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = support::Server::start(&support::ServerSpec::new(&tmp.path().join("d"), ""));
+    let out = run_cli(
+        &support::binary(),
+        &["observe", "--once"],
+        &[("TENSOR_WASM_SERVER", &server.base)],
+    );
+    assert_eq!(out.status.code(), Some(4), "dev mode exits 4");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the report is still printed");
+    assert_eq!(doc["dev_mode"], true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DEV MODE"), "{stderr}");
+}
+
+#[test]
+fn observe_once_without_a_token_says_unauthorized() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let server = support::Server::start(&support::ServerSpec::new(
+        &tmp.path().join("d"),
+        "observe-admin-token-0123456789:tenant=*",
+    ));
+    let out = run_cli(
+        &support::binary(),
+        &["observe", "--once"],
+        &[("TENSOR_WASM_SERVER", &server.base)],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unauthorized"), "{stderr}");
+    assert!(stderr.contains("TENSOR_WASM_TOKEN"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_short_and_placeholder_tokens_naming_the_entry() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("d");
+    let data_arg = data.to_string_lossy().into_owned();
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--gpu",
+        "off",
+        "--data-dir",
+        &data_arg,
+    ];
+    let out = run_cli(
+        &support::binary(),
+        &args,
+        &[(
+            "TENSOR_WASM_API_TOKENS",
+            "fine-admin-token-0123456789:tenant=*,hunter2:tenant=7",
+        )],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("entry 2"), "{stderr}");
+    assert!(stderr.contains("shorter than 16"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the token is never printed: {stderr}"
+    );
+
+    // The placeholder share/env.example ships with.
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../share/env.example"),
+    )
+    .expect("share/env.example");
+    let tokens = example
+        .lines()
+        .find_map(|l| l.strip_prefix("TENSOR_WASM_API_TOKENS="))
+        .expect("env.example sets TENSOR_WASM_API_TOKENS");
+    let out = run_cli(
+        &support::binary(),
+        &args,
+        &[("TENSOR_WASM_API_TOKENS", tokens)],
+    );
+    assert!(
+        !out.status.success(),
+        "the example's placeholder is refused"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("placeholder"), "{stderr}");
+}

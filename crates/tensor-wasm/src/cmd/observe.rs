@@ -23,8 +23,11 @@ use model::{Dashboard, FunctionList, Scrape, once_document};
 
 /// Exit status when the server answers but is not healthy.
 const EXIT_UNHEALTHY: u8 = 2;
-/// Exit status when the token is refused.
+/// Exit status when the token is refused (or none was given and one is needed).
 const EXIT_AUTH: u8 = 3;
+/// Exit status when the server runs in dev mode: it answers and is ready,
+/// but admits every request without a token, so its auth is not healthy.
+const EXIT_DEV_MODE: u8 = 4;
 /// How often the dashboard refreshes.
 const REFRESH: Duration = Duration::from_secs(1);
 
@@ -37,7 +40,8 @@ pub struct ObserveArgs {
         default_value = "http://localhost:8080"
     )]
     server: String,
-    /// Print one JSON document and exit (0 when healthy).
+    /// Print one JSON document and exit: 0 healthy, 2 unhealthy, 3 token
+    /// refused or missing, 4 dev mode (no auth), 1 unreachable.
     #[arg(long)]
     once: bool,
     /// Bearer token for `GET /functions` (prefer the environment variable:
@@ -198,16 +202,22 @@ fn once(observer: &Observer) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}").context("writing the report to stdout")?;
     out.flush().context("writing the report to stdout")?;
-    match scrape.unhealthy_reason() {
-        None => Ok(ExitCode::SUCCESS),
-        Some(reason) => {
-            eprintln!(
-                "tensor-wasm: error: {} is unhealthy: {reason}",
-                observer.server
-            );
-            Ok(ExitCode::from(EXIT_UNHEALTHY))
-        }
+    if let Some(reason) = scrape.unhealthy_reason() {
+        eprintln!(
+            "tensor-wasm: error: {} is unhealthy: {reason}",
+            observer.server
+        );
+        return Ok(ExitCode::from(EXIT_UNHEALTHY));
     }
+    if scrape.dev_mode() == Some(true) {
+        eprintln!(
+            "tensor-wasm: error: {} runs in DEV MODE: every request is admitted without a \
+             token (TENSOR_WASM_API_TOKENS is empty)",
+            observer.server
+        );
+        return Ok(ExitCode::from(EXIT_DEV_MODE));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The live dashboard: a thread scrapes every second, the main thread

@@ -54,6 +54,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Values.persistence.existingClaim | default (printf "%s-data" (include "tensor-wasm.fullname" .)) }}
 {{- end }}
 
+{{/* Dev mode: only on explicit request, with no token source. */}}
 {{- define "tensor-wasm.devMode" -}}
-{{- if and (not .Values.auth.existingSecret) (not .Values.auth.tokens) }}true{{- end }}
+{{- if and .Values.auth.devMode (not .Values.auth.existingSecret) (not .Values.auth.tokens) }}true{{- end }}
+{{- end }}
+
+{{/* True when the chart generates the admin token. */}}
+{{- define "tensor-wasm.generatedToken" -}}
+{{- if and (not .Values.auth.devMode) (not .Values.auth.existingSecret) (not .Values.auth.tokens) }}true{{- end }}
 {{- end }}
