@@ -115,6 +115,7 @@ impl ApiError {
             | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Exec(e) => match e {
                 ExecError::InvalidModule(_)
+                | ExecError::ModuleTooComplex(_)
                 | ExecError::MissingExport { .. }
                 | ExecError::SignatureMismatch { .. } => StatusCode::BAD_REQUEST,
                 // The guest's own fault (its code, its limits): 4xx, so a

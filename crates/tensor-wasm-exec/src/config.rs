@@ -19,6 +19,8 @@ pub struct EngineConfig {
     /// GPU runtime whose host interface (`tw_gpu_v1`) guests may import;
     /// `None` leaves those imports undefined, so such modules fail to deploy.
     pub gpu: Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>,
+    /// Shape limits checked before compiling, and the compile concurrency.
+    pub compile_limits: crate::CompileLimits,
 }
 
 impl Default for EngineConfig {
@@ -30,6 +32,7 @@ impl Default for EngineConfig {
             fuel_metering: true,
             epoch_tick: Duration::from_millis(1),
             gpu: None,
+            compile_limits: crate::CompileLimits::default(),
         }
     }
 }

@@ -222,6 +222,7 @@ struct ExecutorInner {
     linker: Linker<HostState>,
     cache: ModuleCache,
     counters: crate::cache::Counters,
+    compile_slots: crate::compile_limits::CompileSlots,
     config: EngineConfig,
 }
 
@@ -278,6 +279,9 @@ impl Executor {
                 linker,
                 cache,
                 counters: Default::default(),
+                compile_slots: crate::compile_limits::CompileSlots::new(
+                    config.compile_limits.max_concurrent,
+                ),
                 config,
             }),
         })
@@ -331,11 +335,14 @@ impl Executor {
                 })
             })?
         };
-        let key = blake3::hash(&wasm);
         let inner = &self.inner;
+        let limits = &inner.config.compile_limits;
+        limits.check(&wasm)?;
+        let key = blake3::hash(&wasm);
         let module = match inner.cache.load(&inner.engine, &key, &inner.counters) {
             Some(m) => m,
             None => {
+                let _slot = inner.compile_slots.acquire(limits.queue_timeout)?;
                 let m = Module::new(&inner.engine, &wasm)
                     .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
                 inner.counters.compiles.inc();

@@ -9,6 +9,9 @@ pub enum ExecError {
     /// The bytes are not a valid Wasm module (or WAT text), or its imports cannot be satisfied.
     #[error("invalid module: {0}")]
     InvalidModule(String),
+    /// The module is larger or more complex than the compile limits allow.
+    #[error("module too complex to compile: {0}")]
+    ModuleTooComplex(String),
     /// The requested export does not exist or is not a function.
     #[error("export `{export}` not found (exported functions: {available})")]
     MissingExport {
@@ -68,6 +71,7 @@ impl ExecError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidModule(_) => "invalid_module",
+            Self::ModuleTooComplex(_) => "module_too_complex",
             Self::MissingExport { .. } => "missing_export",
             Self::SignatureMismatch { .. } => "signature_mismatch",
             Self::Trap { .. } => "trap",
@@ -84,6 +88,7 @@ impl ExecError {
     pub fn outcome(&self) -> &'static str {
         match self {
             Self::InvalidModule(_)
+            | Self::ModuleTooComplex(_)
             | Self::MissingExport { .. }
             | Self::SignatureMismatch { .. } => "bad_request",
             Self::Trap { .. } => "trap",

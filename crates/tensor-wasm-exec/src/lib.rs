@@ -16,6 +16,7 @@
 //! storage; every failure is an [`ExecError`] and no guest can make it panic.
 
 mod cache;
+mod compile_limits;
 mod config;
 mod engine;
 mod error;
@@ -24,6 +25,7 @@ mod output;
 mod typed;
 
 pub use cache::CacheStats;
+pub use compile_limits::CompileLimits;
 pub use config::{EngineConfig, InvokeContext, Limits};
 pub use engine::{
     BytesOutcome, CommandInput, CompiledFunction, Executor, HostState, LiveInstance, TypedOutcome,

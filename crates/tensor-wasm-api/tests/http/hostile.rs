@@ -498,3 +498,63 @@ async fn a_long_cpu_backend_op_stops_when_its_invocation_hits_the_deadline() {
     assert_eq!(gpu.tenant_launches_in_flight("7"), 0);
     assert_eq!(gpu.tenant_memory_in_use("7"), 0);
 }
+
+/// A module of one function with `locals` i32 locals and `nops` bytes of code.
+fn heavy_module(locals: u32, nops: usize) -> Vec<u8> {
+    fn leb(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb(1, &mut body); // one local declaration
+    leb(u64::from(locals), &mut body);
+    body.push(0x7f); // i32
+    body.extend(std::iter::repeat_n(0x01, nops)); // nop
+    body.push(0x0b); // end
+    let mut code = Vec::new();
+    leb(1, &mut code);
+    leb(body.len() as u64, &mut code);
+    code.extend(body);
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.extend([0x01, 0x04, 0x01, 0x60, 0x00, 0x00]); // type: () -> ()
+    m.extend([0x03, 0x02, 0x01, 0x00]); // one function of type 0
+    m.push(0x0a);
+    leb(code.len() as u64, &mut m);
+    m.extend(code);
+    m
+}
+
+#[tokio::test]
+async fn modules_too_costly_to_compile_are_refused_before_compiling() {
+    let s = TestServer::start().await;
+    let started = Instant::now();
+    for (what, module) in [
+        ("locals", heavy_module(50_000, 10)),
+        ("body", heavy_module(1, (1 << 20) + 1)),
+    ] {
+        let r = s
+            .post("/functions", Some(TENANT_7))
+            .json(&json!({"name": "heavy", "wasm_b64": b64(&module)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{what}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(error_code(&v), "module_too_complex", "{what}: {v}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused without compiling: {:?}",
+        started.elapsed()
+    );
+    // Within the limits it deploys.
+    s.deploy(Some(TENANT_7), "fine", &heavy_module(100, 1000))
+        .await;
+}

@@ -121,6 +121,31 @@ pub struct ServeArgs {
     )]
     unauth_rate_limit_burst: u32,
 
+    /// Most functions a deployed module may define; more are refused (400 module_too_complex).
+    #[arg(
+        long,
+        env = "TENSOR_WASM_API_MAX_MODULE_FUNCTIONS",
+        default_value_t = 50_000
+    )]
+    max_module_functions: u32,
+
+    /// Most locals one function of a deployed module may declare.
+    #[arg(
+        long,
+        env = "TENSOR_WASM_API_MAX_FUNCTION_LOCALS",
+        default_value_t = 10_000
+    )]
+    max_function_locals: u32,
+
+    /// Largest function body of a deployed module, in bytes.
+    #[arg(long, env = "TENSOR_WASM_API_MAX_FUNCTION_BODY_BYTES", default_value_t = 1 << 20)]
+    max_function_body_bytes: u32,
+
+    /// Compiles (deploys, snapshot preparation) running at once; more wait
+    /// up to 30 s, then 503 busy [default: half the cores, at least 1].
+    #[arg(long, env = "TENSOR_WASM_API_MAX_CONCURRENT_COMPILES")]
+    max_concurrent_compiles: Option<usize>,
+
     /// Invocations allowed to run at once; more are answered 503 + Retry-After.
     #[arg(long, env = "TENSOR_WASM_API_MAX_CONCURRENT_INVOCATIONS",
           default_value_t = DEFAULT_MAX_CONCURRENT_INVOCATIONS)]
@@ -200,6 +225,13 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: millis(args.idle_timeout_ms, "TENSOR_WASM_API_IDLE_TIMEOUT_MS")?,
         body_timeout: millis(args.body_timeout_ms, "TENSOR_WASM_API_BODY_TIMEOUT_MS")?,
     };
+    let compile = &mut config.engine.compile_limits;
+    compile.max_functions = args.max_module_functions;
+    compile.max_locals_per_function = args.max_function_locals;
+    compile.max_function_body_bytes = args.max_function_body_bytes;
+    if let Some(n) = args.max_concurrent_compiles {
+        compile.max_concurrent = positive(n, "TENSOR_WASM_API_MAX_CONCURRENT_COMPILES")?;
+    }
     config.unauthenticated_rate_limit = NonZeroU32::new(args.unauth_rate_limit_rps)
         .map(|rps| RateLimitConfig::new(rps, NonZeroU32::new(args.unauth_rate_limit_burst)));
     config.max_concurrent_invocations = args.max_concurrent_invocations;
