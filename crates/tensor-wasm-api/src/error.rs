@@ -266,8 +266,8 @@ pub enum StartupError {
         /// The I/O failure.
         source: std::io::Error,
     },
-    /// `audit.key` cannot be read or created.
-    #[error("audit key {path}: {message}")]
+    /// `audit.key` or `cache.key` cannot be read or created.
+    #[error("key file {path}: {message}")]
     AuditKey {
         /// The key file.
         path: std::path::PathBuf,
@@ -277,6 +277,9 @@ pub enum StartupError {
     /// A tenant's limits do not fit the engine (e.g. memory above the pool's ceiling).
     #[error("tenant limits: {0}")]
     TenantLimits(String),
+    /// The data dir is half-restored (see `tensor-wasm restore`).
+    #[error("{0}")]
+    Backup(#[from] tensor_wasm_store::backup::BackupError),
     /// The audit sink cannot be opened.
     #[error("audit log: {0}")]
     AuditLog(std::io::Error),

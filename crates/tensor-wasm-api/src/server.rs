@@ -22,6 +22,8 @@ use crate::state::{AppState, FunctionRegistry, Shared};
 
 /// File name of the SipHash key for `token_id`s, under the data dir.
 pub const AUDIT_KEY_FILE: &str = "audit.key";
+/// File name of the key that authenticates compile-cache entries.
+pub const CACHE_KEY_FILE: &str = "cache.key";
 
 /// A ready-to-serve gateway.
 pub struct Gateway {
@@ -44,6 +46,7 @@ impl Gateway {
     /// Opens everything under `config.data_dir`: the durable store
     /// (`functions.redb`), the audit key, the compile cache.
     pub fn open(config: ApiConfig) -> Result<Self, StartupError> {
+        tensor_wasm_store::backup::check_no_interrupted_restore(&config.data_dir)?;
         prepare_data_dir(&config.data_dir)?;
         let store = tensor_wasm_store::RedbStore::open_in_data_dir(&config.data_dir)?;
         Self::with_store(config, Arc::new(store))
@@ -55,13 +58,15 @@ impl Gateway {
         store: Arc<dyn FunctionStore>,
     ) -> Result<Self, StartupError> {
         prepare_data_dir(&config.data_dir)?;
-        let key = load_or_create_audit_key(&config.data_dir)?;
+        let key = load_or_create_key(&config.data_dir, AUDIT_KEY_FILE)?;
         let auth = Authenticator::new(&config.tokens, TokenIdHasher::new(key));
         let dev_mode = auth.dev_mode();
         let audit = AuditLog::open(&config.audit).map_err(StartupError::AuditLog)?;
 
+        let cache_key = load_or_create_key(&config.data_dir, CACHE_KEY_FILE)?;
         let engine_config = EngineConfig {
             cache_dir: Some(config.data_dir.join("jit-cache")),
+            cache_key: Some(tensor_wasm_exec::CacheKey(cache_key)),
             gpu: config.gpu.clone(),
             ..config.engine.clone()
         };
@@ -270,10 +275,10 @@ fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// Reads `<data>/audit.key`, creating it (32 random bytes, mode 0600) once.
-fn load_or_create_audit_key(dir: &Path) -> Result<[u8; 32], StartupError> {
+/// Reads `<data>/<name>`, creating it (32 random bytes, mode 0600) once.
+fn load_or_create_key(dir: &Path, name: &str) -> Result<[u8; 32], StartupError> {
     use std::io::{Read, Write};
-    let path = dir.join(AUDIT_KEY_FILE);
+    let path = dir.join(name);
     let err = |message: String| StartupError::AuditKey {
         path: path.clone(),
         message,
@@ -285,7 +290,7 @@ fn load_or_create_audit_key(dir: &Path) -> Result<[u8; 32], StartupError> {
             f.read_exact(&mut key)
                 .map_err(|e| err(format!("cannot read 32 bytes: {e}")))?;
             if f.read(&mut extra).map_err(|e| err(e.to_string()))? != 0 {
-                return Err(err("longer than 32 bytes; restore the original key or delete it (token ids will change)".into()));
+                return Err(err("longer than 32 bytes; restore the original key or delete it (a new audit.key changes every token_id; a new cache.key only recompiles)".into()));
             }
             Ok(key)
         }
@@ -300,7 +305,7 @@ fn load_or_create_audit_key(dir: &Path) -> Result<[u8; 32], StartupError> {
                 opts.mode(0o600);
             }
             // Write to a temp file and rename, so a crash never leaves a short key.
-            let tmp = dir.join(format!("{AUDIT_KEY_FILE}.tmp"));
+            let tmp = dir.join(format!("{name}.tmp"));
             let _ = std::fs::remove_file(&tmp);
             let mut f = opts.open(&tmp).map_err(|e| err(e.to_string()))?;
             f.write_all(&key)
@@ -315,7 +320,7 @@ fn load_or_create_audit_key(dir: &Path) -> Result<[u8; 32], StartupError> {
                 // Another process won the race: use its key.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let _ = std::fs::remove_file(&tmp);
-                    load_or_create_audit_key(dir)
+                    load_or_create_key(dir, name)
                 }
                 Err(e) => Err(err(e.to_string())),
             }

@@ -2,12 +2,19 @@
 //! a fingerprint of the engine configuration.
 //!
 //! Entry file: `<dir>/<blake3(wasm)>-<engine fingerprint>.cwasm`, laid out as
-//! `MAGIC (8 bytes) | BLAKE3 of the payload (32 bytes) | payload`, where the
-//! payload is `Module::serialize` output. An entry is trusted only when its
-//! checksum matches; anything else (truncated, flipped bits, another engine's
-//! artefact) is deleted and recompiled. Writes go to a temp file that is
-//! fsynced and renamed into place, so readers never see half an entry. The
-//! directory is disposable: removing it only costs a recompile.
+//! `MAGIC (8 bytes) | MAC (32 bytes) | payload`, where the payload is
+//! `Module::serialize` output and the MAC is BLAKE3 keyed with the cache key
+//! (`<data>/cache.key`, 32 random bytes) over the entry's own name (its
+//! cache key and the engine fingerprint) and the payload. `Module::deserialize`
+//! runs the bytes it is given as machine code, so an entry is trusted only
+//! when its MAC verifies: a file written without the key, an entry copied
+//! over another's name, a truncated or flipped one — each is deleted and
+//! recompiled, never executed. Writes go to a temp file that is fsynced and
+//! renamed into place, so readers never see half an entry; temp files a
+//! crash left behind are swept at start-up. The directory is capped
+//! ([`crate::EngineConfig::cache_max_bytes`]): past the cap, the entries
+//! written longest ago are evicted. The directory is disposable: removing it
+//! only costs a recompile.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -18,7 +25,9 @@ use prometheus_client::metrics::counter::Counter;
 
 use wasmtime::{Engine, Module};
 
-const MAGIC: &[u8; 8] = b"TWCWASM1";
+const MAGIC: &[u8; 8] = b"TWCWASM2";
+/// Temp files older than this are a crashed writer's and are swept.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(600);
 const HEADER_LEN: usize = MAGIC.len() + 32;
 
 /// Counters describing cache behaviour since start-up.
@@ -58,15 +67,98 @@ impl Counters {
 pub(crate) struct ModuleCache {
     dir: Option<PathBuf>,
     fingerprint: String,
+    /// Authenticates entries (see the module docs).
+    key: [u8; 32],
+    max_bytes: u64,
 }
 
 impl ModuleCache {
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+    /// `key`: the data dir's cache key; `None` uses a key of this process
+    /// only (entries of earlier processes are then recompiled).
+    pub fn new(
+        engine: &Engine,
+        dir: Option<PathBuf>,
+        key: Option<[u8; 32]>,
+        max_bytes: u64,
+    ) -> Self {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
-        Self {
+        let key = key.unwrap_or_else(|| {
+            let mut k = [0u8; 32];
+            // Without OS randomness the key is still unknown to anyone who
+            // did not write this process's memory; the cache stays safe.
+            let _ = getrandom::fill(&mut k);
+            k
+        });
+        let cache = Self {
             dir,
             fingerprint: format!("{:016x}", h.finish()),
+            key,
+            max_bytes,
+        };
+        cache.sweep_temp_files();
+        cache
+    }
+
+    /// Removes temp files that a crashed writer left behind.
+    fn sweep_temp_files(&self) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TEMP);
+            if name.to_string_lossy().starts_with(".tmp-") && stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn mac(&self, path: &Path, payload: &[u8]) -> blake3::Hash {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(payload);
+        h.finalize()
+    }
+
+    /// Evicts the entries written longest ago until the directory fits the cap.
+    fn enforce_cap(&self) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        if total <= self.max_bytes {
+            return;
+        }
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                total -= len;
+                tracing::info!(path = %path.display(), "compile-cache entry evicted (cache over its size cap)");
+            }
         }
     }
 
@@ -85,14 +177,15 @@ impl ModuleCache {
                 return None;
             }
         };
-        match verify(&bytes) {
+        match self.verify(&path, &bytes) {
             Some(payload) => {
                 // SAFETY: `Module::deserialize` requires bytes produced by
                 // `Module::serialize` of a compatible engine. The payload's
-                // BLAKE3 matches the checksum we wrote next to it, so it is
-                // exactly what this process family serialized into this
-                // private cache directory; wasmtime itself re-checks the
-                // engine/version compatibility header and errors on mismatch.
+                // MAC, keyed with the data dir's secret cache key and bound
+                // to this entry's name, matches: it is exactly what a
+                // process holding the key serialized for this Wasm and
+                // engine; wasmtime itself re-checks the engine/version
+                // compatibility header and errors on mismatch.
                 match unsafe { Module::deserialize(engine, payload) } {
                     Ok(m) => {
                         counters.hits.inc();
@@ -104,7 +197,7 @@ impl ModuleCache {
                 }
             }
             None => {
-                tracing::warn!(path = %path.display(), "corrupt compile-cache entry; recompiling")
+                tracing::warn!(path = %path.display(), "compile-cache entry fails authentication (corrupt, copied or foreign); recompiling")
             }
         }
         counters.rejected.inc();
@@ -121,6 +214,18 @@ impl ModuleCache {
         if let Err(e) = self.write_entry(&path, module) {
             tracing::warn!(path = %path.display(), error = %e, "could not write compile-cache entry");
         }
+        self.enforce_cap();
+    }
+
+    /// The payload of an entry whose MAC verifies for `path`.
+    fn verify<'b>(&self, path: &Path, bytes: &'b [u8]) -> Option<&'b [u8]> {
+        if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
+            return None;
+        }
+        let (mac, payload) = bytes[MAGIC.len()..].split_at(32);
+        // `blake3::Hash` equality is constant-time.
+        let ok = blake3::Hash::from_bytes(mac.try_into().ok()?) == self.mac(path, payload);
+        ok.then_some(payload)
     }
 
     fn write_entry(&self, path: &Path, module: &Module) -> std::io::Result<()> {
@@ -136,7 +241,7 @@ impl ModuleCache {
         ));
         let mut f = fs::File::create(&tmp)?;
         f.write_all(MAGIC)?;
-        f.write_all(blake3::hash(&payload).as_bytes())?;
+        f.write_all(self.mac(path, &payload).as_bytes())?;
         f.write_all(&payload)?;
         f.sync_all()?;
         drop(f);
@@ -144,29 +249,79 @@ impl ModuleCache {
     }
 }
 
-fn verify(bytes: &[u8]) -> Option<&[u8]> {
-    if bytes.len() < HEADER_LEN || &bytes[..MAGIC.len()] != MAGIC {
-        return None;
-    }
-    let (sum, payload) = bytes[MAGIC.len()..].split_at(32);
-    (blake3::hash(payload).as_bytes() == sum).then_some(payload)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::verify;
+    use super::*;
+
+    fn cache(dir: &Path, key: u8, max_bytes: u64) -> ModuleCache {
+        let engine = Engine::default();
+        ModuleCache::new(&engine, Some(dir.to_path_buf()), Some([key; 32]), max_bytes)
+    }
+
+    fn entry(c: &ModuleCache, path: &Path, payload: &[u8]) -> Vec<u8> {
+        let mut e = MAGIC.to_vec();
+        e.extend_from_slice(c.mac(path, payload).as_bytes());
+        e.extend_from_slice(payload);
+        e
+    }
 
     #[test]
-    fn verify_rejects_truncated_and_flipped_entries() {
-        let payload = b"compiled code".to_vec();
-        let mut entry = super::MAGIC.to_vec();
-        entry.extend_from_slice(blake3::hash(&payload).as_bytes());
-        entry.extend_from_slice(&payload);
-        assert_eq!(verify(&entry), Some(&payload[..]));
-        assert_eq!(verify(&entry[..entry.len() - 1]), None);
-        let mut flipped = entry.clone();
+    fn only_entries_written_with_the_key_under_their_own_name_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path(), 1, u64::MAX);
+        let (a, b) = (dir.path().join("a.cwasm"), dir.path().join("b.cwasm"));
+        let payload = b"compiled code";
+        let good = entry(&c, &a, payload);
+        assert_eq!(c.verify(&a, &good), Some(&payload[..]));
+        assert_eq!(
+            c.verify(&b, &good),
+            None,
+            "copied over another entry's name"
+        );
+        assert_eq!(c.verify(&a, &good[..good.len() - 1]), None, "truncated");
+        let mut flipped = good.clone();
         *flipped.last_mut().unwrap() ^= 1;
-        assert_eq!(verify(&flipped), None);
-        assert_eq!(verify(b"short"), None);
+        assert_eq!(c.verify(&a, &flipped), None, "flipped");
+        let other = cache(dir.path(), 2, u64::MAX);
+        assert_eq!(other.verify(&a, &good), None, "written without this key");
+        // A plain checksum, as an attacker without the key could write it.
+        let mut forged = MAGIC.to_vec();
+        forged.extend_from_slice(blake3::hash(payload).as_bytes());
+        forged.extend_from_slice(payload);
+        assert_eq!(c.verify(&a, &forged), None);
+        assert_eq!(c.verify(&a, b"short"), None);
+    }
+
+    #[test]
+    fn the_cap_evicts_the_oldest_entries_and_stale_temp_files_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path(), 1, 250);
+        for (i, name) in ["old.cwasm", "mid.cwasm", "new.cwasm"].iter().enumerate() {
+            fs::write(dir.path().join(name), vec![0u8; 100]).unwrap();
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(100 - i as u64);
+            fs::File::options()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        c.enforce_cap();
+        assert!(!dir.path().join("old.cwasm").exists());
+        assert!(dir.path().join("mid.cwasm").exists() && dir.path().join("new.cwasm").exists());
+
+        let stale = dir.path().join(".tmp-1-x.cwasm");
+        fs::write(&stale, b"half").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * STALE_TEMP)
+            .unwrap();
+        let fresh = dir.path().join(".tmp-2-y.cwasm");
+        fs::write(&fresh, b"being written").unwrap();
+        let _ = cache(dir.path(), 1, u64::MAX);
+        assert!(!stale.exists(), "a crashed writer's temp file is swept");
+        assert!(fresh.exists(), "a live writer's temp file is left alone");
     }
 }

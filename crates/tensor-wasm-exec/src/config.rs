@@ -3,6 +3,19 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The secret that authenticates compile-cache entries; never printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheKey(<redacted>)")
+    }
+}
+
+/// Default cap on the compile cache's size on disk: 2 GiB.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
+
 /// Process-wide engine settings, fixed when the [`crate::Executor`] is built.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -19,6 +32,11 @@ pub struct EngineConfig {
     /// GPU runtime whose host interface (`tw_gpu_v1`) guests may import;
     /// `None` leaves those imports undefined, so such modules fail to deploy.
     pub gpu: Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>,
+    /// Secret that authenticates compile-cache entries (`<data>/cache.key`);
+    /// `None`: a key of this process only.
+    pub cache_key: Option<CacheKey>,
+    /// Most bytes the compile cache keeps; the oldest entries go first.
+    pub cache_max_bytes: u64,
     /// Shape limits checked before compiling, and the compile concurrency.
     pub compile_limits: crate::CompileLimits,
 }
@@ -32,6 +50,8 @@ impl Default for EngineConfig {
             fuel_metering: true,
             epoch_tick: Duration::from_millis(1),
             gpu: None,
+            cache_key: None,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             compile_limits: crate::CompileLimits::default(),
         }
     }

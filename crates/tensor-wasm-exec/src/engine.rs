@@ -272,7 +272,12 @@ impl Executor {
         }
 
         spawn_epoch_ticker(&engine, config.epoch_tick);
-        let cache = ModuleCache::new(&engine, config.cache_dir.clone());
+        let cache = ModuleCache::new(
+            &engine,
+            config.cache_dir.clone(),
+            config.cache_key.map(|k| k.0),
+            config.cache_max_bytes,
+        );
         Ok(Self {
             inner: Arc::new(ExecutorInner {
                 engine,

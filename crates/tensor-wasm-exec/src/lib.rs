@@ -26,7 +26,7 @@ mod typed;
 
 pub use cache::CacheStats;
 pub use compile_limits::CompileLimits;
-pub use config::{EngineConfig, InvokeContext, Limits};
+pub use config::{CacheKey, DEFAULT_CACHE_MAX_BYTES, EngineConfig, InvokeContext, Limits};
 pub use engine::{
     BytesOutcome, CommandInput, CompiledFunction, Executor, HostState, LiveInstance, TypedOutcome,
 };

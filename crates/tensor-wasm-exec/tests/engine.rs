@@ -362,6 +362,7 @@ async fn compile_cache_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let config = || EngineConfig {
         cache_dir: Some(dir.path().join("jit-cache")),
+        cache_key: Some(tensor_wasm_exec::CacheKey([7; 32])),
         pool_total_instances: 8,
         ..Default::default()
     };
@@ -380,6 +381,18 @@ async fn compile_cache_survives_a_restart() {
         .await
         .unwrap();
     assert_eq!(out.results, [TypedValue::I32(5)]);
+    drop(second);
+
+    // A process with another key (or none: a key of its own) trusts none of
+    // those entries: it recompiles instead of running unauthenticated code.
+    let third = Executor::new(EngineConfig {
+        cache_key: Some(tensor_wasm_exec::CacheKey([8; 32])),
+        ..config()
+    })
+    .unwrap();
+    third.compile(ARITH.as_bytes()).unwrap();
+    let stats = third.cache_stats();
+    assert_eq!((stats.hits, stats.compiles, stats.rejected), (0, 1, 1), "{stats:?}");
 }
 
 #[tokio::test]
@@ -388,6 +401,9 @@ async fn corrupt_cache_entry_is_recompiled_not_trusted() {
     let cache = dir.path().join("jit-cache");
     let config = || EngineConfig {
         cache_dir: Some(cache.clone()),
+        // The same key both times: the entry is refused for its flipped
+        // byte, not for a key it was never written with.
+        cache_key: Some(tensor_wasm_exec::CacheKey([7; 32])),
         pool_total_instances: 8,
         ..Default::default()
     };

@@ -68,14 +68,28 @@ fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// Folder under the snapshot directory that damaged files are moved to.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
 /// Reads a whole snapshot file, reporting progress for large ones.
 pub fn read_file(
     path: &Path,
     mut progress: Option<Progress<'_>>,
 ) -> Result<Vec<u8>, SnapshotError> {
-    let mut file = fs::File::open(path).map_err(|e| SnapshotError::io(path, e))?;
-    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut out = Vec::with_capacity(total as usize);
+    let file = fs::File::open(path).map_err(|e| SnapshotError::io(path, e))?;
+    let total = file
+        .metadata()
+        .map_err(|e| SnapshotError::io(path, e))?
+        .len();
+    if total > format::MAX_FILE_LEN {
+        return Err(SnapshotError::Malformed(format!(
+            "file of {total} bytes exceeds the {}-byte cap",
+            format::MAX_FILE_LEN
+        )));
+    }
+    // The length can change under us: never read past the cap either way.
+    let mut file = file.take(format::MAX_FILE_LEN + 1);
+    let mut out = Vec::with_capacity(total.min(64 << 20) as usize);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file
@@ -269,6 +283,20 @@ impl SnapshotDir {
             }
             Err(e) => Err(SnapshotError::io(path, e)),
         }
+    }
+
+    /// Moves a damaged snapshot file aside, to `<root>/quarantine/`, so it is
+    /// neither listed nor loaded again but is kept for inspection. Returns
+    /// the new path.
+    pub fn quarantine(&self, id: &str) -> Result<PathBuf, SnapshotError> {
+        let path = self.path_of(id)?;
+        let dir = self.root.join(QUARANTINE_DIR);
+        fs::create_dir_all(&dir).map_err(|e| SnapshotError::io(&dir, e))?;
+        let to = dir.join(format!("{id}.{EXTENSION}"));
+        fs::rename(&path, &to).map_err(|e| SnapshotError::io(&path, e))?;
+        sync_dir(&dir)?;
+        sync_dir(&self.root)?;
+        Ok(to)
     }
 
     /// Every `*.tensor-wasm` file, oldest first; temp files (dot-named) are

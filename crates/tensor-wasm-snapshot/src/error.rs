@@ -186,6 +186,20 @@ impl SnapshotError {
         )
     }
 
+    /// True when the file's bytes are damaged (truncated, not a snapshot,
+    /// checksum, structure) — as opposed to valid but unusable here (another
+    /// engine, a newer format after a rollback, an untrusted signer), which
+    /// may well be usable by another binary.
+    pub fn is_damaged(&self) -> bool {
+        matches!(
+            self,
+            Self::Truncated { .. }
+                | Self::BadMagic { .. }
+                | Self::ChecksumMismatch { .. }
+                | Self::Malformed(_)
+        )
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

@@ -49,6 +49,15 @@ pub const SIGNATURE_CONTEXT: &[u8] = b"tensor-wasm snapshot signature v1\0";
 const ZSTD_LEVEL: i32 = 3;
 /// Largest metadata block accepted (it is a handful of short strings).
 const MAX_META_LEN: u32 = 64 * 1024;
+/// Largest decoded body any file may announce, whatever its header says:
+/// checked before a byte is decompressed. (Guest memories are at most the
+/// engine's 1 GiB ceiling each; this leaves room for several.)
+pub const MAX_BODY_RAW_LEN: u64 = 4 << 30;
+/// What the decoded body may hold besides the stored memory bytes (segment
+/// offsets and lengths, globals): far more than real snapshots need.
+const MAX_BODY_OVERHEAD: u64 = 64 << 20;
+/// Largest snapshot file read at all.
+pub const MAX_FILE_LEN: u64 = MAX_BODY_RAW_LEN + (1 << 20);
 /// Granularity of progress reports while (de)compressing.
 const PROGRESS_CHUNK: usize = 1 << 20;
 
@@ -116,7 +125,9 @@ impl SnapshotHeader {
     }
 
     fn signed_end(&self) -> u64 {
-        FIXED_HEADER_LEN as u64 + u64::from(self.meta_len) + self.body_len
+        (FIXED_HEADER_LEN as u64)
+            .saturating_add(u64::from(self.meta_len))
+            .saturating_add(self.body_len)
     }
 
     fn expected_file_len(&self) -> u64 {
@@ -322,6 +333,7 @@ pub fn read_header(bytes: &[u8], file_len: u64) -> Result<SnapshotHeader, Snapsh
         engine,
         meta_len,
     };
+    check_sizes(&header)?;
     let expected = header.expected_file_len();
     if file_len < expected {
         return Err(truncated(expected, file_len));
@@ -332,11 +344,43 @@ pub fn read_header(bytes: &[u8], file_len: u64) -> Result<SnapshotHeader, Snapsh
             file_len - expected
         )));
     }
-    if signed && bytes.len() as u64 >= header.signed_end() + 32 {
+    if signed && bytes.len() as u64 >= header.signed_end().saturating_add(32) {
         let at = header.signed_end() as usize;
         header.signer = Some(hex(&bytes[at..at + 32]));
     }
     Ok(header)
+}
+
+/// Bounds every size the header declares — by the file's own length and by
+/// absolute caps — before anything is sliced, allocated or decompressed: a
+/// crafted header must produce an error, never a panic or a huge allocation.
+fn check_sizes(h: &SnapshotHeader) -> Result<(), SnapshotError> {
+    let bad = |m: String| Err(SnapshotError::Malformed(m));
+    if h.body_len > h.file_len {
+        return bad(format!(
+            "body length {} exceeds the file's {} bytes",
+            h.body_len, h.file_len
+        ));
+    }
+    if h.body_raw_len > MAX_BODY_RAW_LEN {
+        return bad(format!(
+            "body announces {} decoded bytes, more than the {MAX_BODY_RAW_LEN}-byte cap",
+            h.body_raw_len
+        ));
+    }
+    if h.stored_bytes > h.memory_bytes {
+        return bad(format!(
+            "stores {} bytes of memories totalling {}",
+            h.stored_bytes, h.memory_bytes
+        ));
+    }
+    if h.body_raw_len < h.stored_bytes || h.body_raw_len - h.stored_bytes > MAX_BODY_OVERHEAD {
+        return bad(format!(
+            "body announces {} decoded bytes for {} stored bytes",
+            h.body_raw_len, h.stored_bytes
+        ));
+    }
+    Ok(())
 }
 
 /// Verifies a complete file image: structure, checksum, signature policy.

@@ -6,6 +6,7 @@ mod support;
 use ed25519_dalek::SigningKey;
 use support::{Harness, STATEFUL_WAT, call};
 use tensor_wasm_snapshot::format::{CHECKSUM_LEN, FIXED_HEADER_LEN, decode, encode, read_header};
+
 use tensor_wasm_snapshot::{ModuleHash, Snapshot, SnapshotError, VerifyPolicy};
 
 fn sample() -> (Harness, Snapshot) {
@@ -52,9 +53,10 @@ fn truncated_file_is_refused_as_truncated_at_every_length() {
 fn flipped_byte_anywhere_is_a_checksum_mismatch() {
     let (_, snapshot) = sample();
     let file = encode(&snapshot, None, None).expect("encodes");
-    // Skip the magic, version, header length and length fields, whose damage
-    // is caught (distinctly) before the checksum is computed.
-    let structural = [0..12, 120..124, 128..144];
+    // Skip the magic, version, header length and the size and length
+    // fields, whose damage is caught (distinctly) before the checksum is
+    // computed (`crafted_sizes_are_refused_…` covers those).
+    let structural = [0..12, 104..124, 128..144];
     for at in (12..file.len()).step_by(7) {
         if structural.iter().any(|r| r.contains(&at)) {
             continue;
@@ -200,4 +202,58 @@ fn every_refusal_has_its_own_code() {
     ];
     let unique: std::collections::HashSet<_> = codes.iter().collect();
     assert_eq!(unique.len(), codes.len());
+}
+
+/// Writes `v` at byte `at` of the fixed header (little-endian u64).
+fn set_u64(file: &mut [u8], at: usize, v: u64) {
+    file[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+#[test]
+fn crafted_sizes_are_refused_before_anything_is_sliced_or_decompressed() {
+    let (_h, snapshot) = sample();
+    let file = encode(&snapshot, None, None).expect("encodes");
+    // (offset, value, what): body_raw_len at 128, body_len at 136,
+    // stored_bytes at 112, memory_bytes at 104.
+    let cases: &[(usize, u64, &str)] = &[
+        (136, u64::MAX - 100, "a body length that overflows"),
+        (136, u64::MAX, "the largest body length"),
+        (128, 1 << 40, "a decoded size of 1 TiB"),
+        (128, u64::MAX, "the largest decoded size"),
+        (112, u64::MAX, "more stored bytes than memory"),
+        (104, 0, "memories of zero bytes holding data"),
+    ];
+    for &(at, value, what) in cases {
+        let mut bad = file.clone();
+        set_u64(&mut bad, at, value);
+        rechecksum(&mut bad);
+        let err = decode(&bad, &VerifyPolicy::default(), None).expect_err(what);
+        assert!(
+            matches!(err.code(), "snapshot_malformed" | "snapshot_truncated"),
+            "{what}: {err}"
+        );
+        let err = read_header(&bad, bad.len() as u64).expect_err(what);
+        assert!(
+            matches!(err.code(), "snapshot_malformed" | "snapshot_truncated"),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_zstd_bomb_stops_at_the_announced_size() {
+    // A body that decompresses to far more than its header announces is
+    // refused after reading one byte past the announcement, not expanded.
+    let (_h, snapshot) = sample();
+    let file = encode(&snapshot, None, None).expect("encodes");
+    let header = read_header(&file, file.len() as u64).expect("header");
+    let bomb = zstd::encode_all(std::io::Cursor::new(vec![0u8; 64 << 20]), 1).unwrap();
+    let start = file.len() - CHECKSUM_LEN - header.body_len as usize;
+    let mut bad = file[..start].to_vec();
+    bad.extend_from_slice(&bomb);
+    bad.extend_from_slice(&[0u8; CHECKSUM_LEN]);
+    set_u64(&mut bad, 136, bomb.len() as u64);
+    rechecksum(&mut bad);
+    let err = decode(&bad, &VerifyPolicy::default(), None).expect_err("bomb refused");
+    assert_eq!(err.code(), "snapshot_malformed", "{err}");
 }

@@ -331,3 +331,72 @@ fn rollback_symlink_swap_keeps_functions() {
     let first = request_counter_head20(&server);
     assert!(request_counter_head20(&server) > first);
 }
+
+#[test]
+fn an_interrupted_restore_is_refused_by_serve_and_finished_by_a_second_restore() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let backup = tmp.path().join("backup");
+    let spec = ServerSpec::new(&data, &tokens(ADMIN, TENANT));
+    let server = Server::start(&spec);
+    let id = deploy(&server, TENANT, "adder", &adder_wasm());
+    let bin = support::binary();
+    let (data_arg, backup_arg) = (
+        data.to_string_lossy().into_owned(),
+        backup.to_string_lossy().into_owned(),
+    );
+    let out = run_cli(
+        &bin,
+        &["backup", "--to", &backup_arg, "--data-dir", &data_arg],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop();
+    fs::remove_dir_all(&data).expect("lose the data dir");
+
+    // What a restore killed after moving the keys but before the store
+    // leaves behind: the marker, the keys, no store.
+    fs::create_dir_all(data.join("snapshots")).expect("mkdir");
+    fs::copy(backup.join("audit.key"), data.join("audit.key")).expect("key");
+    fs::write(data.join(".restore-in-progress"), b"restore in progress\n").expect("marker");
+
+    let out = run_cli(
+        &bin,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gpu",
+            "off",
+            "--data-dir",
+            &data_arg,
+        ],
+        &[("TENSOR_WASM_API_TOKENS", &tokens(ADMIN, TENANT))],
+    );
+    assert!(
+        !out.status.success(),
+        "serve refuses a half-restored data dir"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted restore"), "{stderr}");
+    assert!(!data.join("functions.redb").exists(), "nothing was created");
+
+    // Running the restore again finishes the job.
+    let out = run_cli(
+        &bin,
+        &["restore", "--from", &backup_arg, "--data-dir", &data_arg],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!data.join(".restore-in-progress").exists());
+    let server = Server::start(&spec);
+    assert_eq!(invoke_add(&server, TENANT, &id, 40, 2), 42);
+}

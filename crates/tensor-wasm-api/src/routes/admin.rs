@@ -28,7 +28,11 @@ struct BackupRequest {
 #[derive(Debug, Serialize)]
 pub struct BackupReply {
     to: String,
+    /// Files written besides the manifest (store, snapshots, keys).
+    files: usize,
+    /// Their total size.
     size_bytes: u64,
+    function_count: u64,
     completed_at: String,
 }
 
@@ -75,28 +79,37 @@ async fn run_backup(
             "`to` must be an absolute path".into(),
         ));
     }
-    if req.to.exists() {
-        return Err(ApiError::InvalidRequest(format!(
-            "`{}` already exists; a backup never overwrites",
-            req.to.display()
-        )));
-    }
     if !req.to.parent().is_some_and(|p| p.is_dir()) {
         return Err(ApiError::InvalidRequest(format!(
             "the directory of `{}` does not exist",
             req.to.display()
         )));
     }
+    // The same backup as `tensor-wasm backup --to`: manifest, store copy,
+    // snapshots and keys, owner-only, verifiable with `backup --verify`.
     let store = state.store().clone();
-    let dest = req.to.clone();
-    tokio::task::spawn_blocking(move || store.backup_to(&dest))
-        .await
-        .map_err(|e| ApiError::Internal(format!("backup task failed: {e}")))??;
-    let size_bytes = std::fs::metadata(&req.to).map(|m| m.len()).unwrap_or(0);
-    tracing::info!(to = %req.to.display(), size_bytes, "store backed up");
+    let (dest, data_dir) = (req.to.clone(), state.data_dir().to_path_buf());
+    let manifest = tokio::task::spawn_blocking(move || {
+        tensor_wasm_store::backup::backup_data_dir_with_store(store.as_ref(), &data_dir, &dest)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("backup task failed: {e}")))?
+    .map_err(|e| match e {
+        tensor_wasm_store::backup::BackupError::TargetNotEmpty(p) => {
+            ApiError::InvalidRequest(format!(
+                "`{}` exists and is not an empty directory; a backup never overwrites",
+                p.display()
+            ))
+        }
+        e => ApiError::Internal(format!("backup failed: {e}")),
+    })?;
+    let size_bytes = manifest.files.iter().map(|f| f.size_bytes).sum();
+    tracing::info!(to = %req.to.display(), size_bytes, files = manifest.files.len(), "data dir backed up");
     Ok(BackupReply {
         to: req.to.display().to_string(),
+        files: manifest.files.len(),
         size_bytes,
+        function_count: manifest.function_count,
         completed_at: AuditLog::now(),
     })
 }

@@ -231,8 +231,12 @@ async fn traceparent_trace_id_reaches_the_audit_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_is_admin_only_and_audited() {
     let s = TestServer::start().await;
-    s.deploy(Some(ADMIN), "keep", &wasm(ADD_WAT)).await;
-    let dest = s.data_dir.join("backup.redb");
+    let id = s.deploy(Some(ADMIN), "keep", &wasm(ADD_WAT)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let dest = elsewhere.path().join("backup-1");
     let body = json!({"to": dest});
     let r = s
         .post("/admin/backup", Some(TENANT_7))
@@ -251,7 +255,36 @@ async fn backup_is_admin_only_and_audited() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert!(v["size_bytes"].as_u64().unwrap() > 0);
-    assert!(dest.exists());
+    assert_eq!(v["function_count"], 1, "{v}");
+    // The same complete, verifiable backup as `tensor-wasm backup --to`:
+    // manifest, store, audit key — owner-only.
+    let manifest = tensor_wasm_store::backup::verify_backup(&dest).expect("verifies");
+    let names: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    assert!(
+        names.contains(&"functions.redb") && names.contains(&"audit.key"),
+        "{names:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "backup dir is owner-only");
+    }
+    // It restores into a data dir a server then serves the function from.
+    let restored = elsewhere.path().join("data");
+    tensor_wasm_store::backup::restore_data_dir(&dest, &restored).expect("restores");
+    let r2 = TestServer::start_with(Options {
+        data_dir: Some(restored),
+        ..Options::default()
+    })
+    .await;
+    let (status, out) = r2.invoke(Some(ADMIN), &id, "add", json!([2, 3])).await;
+    assert_eq!(
+        (status, out["results"][0].as_i64()),
+        (200, Some(5)),
+        "{out}"
+    );
+    drop(r2);
     // Never overwrites.
     let r = s
         .post("/admin/backup", Some(ADMIN))

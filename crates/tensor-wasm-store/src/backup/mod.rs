@@ -57,6 +57,10 @@ pub const SIGNING_KEY_FILE_NAME: &str = "snapshot-signing.key";
 pub(crate) const SECRET_FILES: [&str; 2] = [AUDIT_KEY_FILE_NAME, SIGNING_KEY_FILE_NAME];
 
 const STAGING_DIR: &str = ".restore-partial";
+/// Present in a data dir from the first file moved into place by a restore
+/// until the last: a server refuses such a dir, and a new restore into it
+/// starts over (see [`check_no_interrupted_restore`]).
+pub const RESTORE_MARKER: &str = ".restore-in-progress";
 
 /// Why a backup or restore failed; each message says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +103,12 @@ pub enum BackupError {
         /// Some of the names found.
         entries: String,
     },
+    /// A restore into the data dir was interrupted (killed, power loss).
+    #[error(
+        "data dir {0} holds an interrupted restore (`.restore-in-progress`); run \
+         `tensor-wasm restore --from <backup> --data-dir` on it again to finish it"
+    )]
+    InterruptedRestore(PathBuf),
     /// The directory holds no manifest.
     #[error(
         "{0} has no {MANIFEST_FILE_NAME}: not a complete tensor-wasm backup \
@@ -179,6 +189,16 @@ pub fn restore_data_dir(from_dir: &Path, data_dir: &Path) -> Result<BackupManife
     result.map(|()| manifest)
 }
 
+/// Refuses a data dir that an interrupted restore left half-filled: its
+/// snapshots and keys may be in place without its store, and a server
+/// started on it would serve an empty registry beside them.
+pub fn check_no_interrupted_restore(data_dir: &Path) -> Result<(), BackupError> {
+    if data_dir.join(RESTORE_MARKER).exists() {
+        return Err(BackupError::InterruptedRestore(data_dir.to_path_buf()));
+    }
+    Ok(())
+}
+
 /// Reads the manifest of `from_dir` and checks every file it lists against
 /// its size and BLAKE3; the cheap check to run after every backup.
 pub fn verify_backup(from_dir: &Path) -> Result<BackupManifest, BackupError> {
@@ -219,11 +239,13 @@ fn prepare_backup_target(to_dir: &Path) -> Result<bool, BackupError> {
             if entries.next().is_some() {
                 Err(BackupError::TargetNotEmpty(to_dir.to_path_buf()))
             } else {
+                restrict_dir_to_owner(to_dir)?;
                 Ok(false)
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(to_dir).map_err(io_err("create backup dir", to_dir))?;
+            restrict_dir_to_owner(to_dir)?;
             Ok(true)
         }
         Err(_) if to_dir.exists() && !to_dir.is_dir() => {
@@ -384,15 +406,25 @@ fn ensure_empty_data_dir(data_dir: &Path) -> Result<(), BackupError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err("read data dir", data_dir)(e)),
     };
+    // An interrupted restore: what it moved into place is its own and goes.
+    let interrupted = data_dir.join(RESTORE_MARKER).exists();
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_err("read data dir", data_dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // A fresh ext4 volume (a Kubernetes PVC) has `lost+found`; an
         // interrupted restore leaves its staging dir. Neither holds state.
-        if name != "lost+found" && name != STAGING_DIR {
-            names.push(name);
+        if name == "lost+found" || name == STAGING_DIR || name == RESTORE_MARKER {
+            continue;
         }
+        if interrupted && RESTORED_NAMES.contains(&name.as_str()) {
+            let path = entry.path();
+            fs::remove_dir_all(&path)
+                .or_else(|_| fs::remove_file(&path))
+                .map_err(io_err("remove the interrupted restore's", &path))?;
+            continue;
+        }
+        names.push(name);
     }
     if names.is_empty() {
         return Ok(());
@@ -408,6 +440,15 @@ fn ensure_empty_data_dir(data_dir: &Path) -> Result<(), BackupError> {
         entries,
     })
 }
+
+/// What a restore moves into a data dir, in order: the store goes last, so
+/// a data dir with a store and no marker is a completely restored one.
+const RESTORED_NAMES: [&str; 4] = [
+    SNAPSHOTS_DIR,
+    AUDIT_KEY_FILE_NAME,
+    SIGNING_KEY_FILE_NAME,
+    STORE_FILE_NAME,
+];
 
 fn restore_staged(
     from_dir: &Path,
@@ -437,13 +478,12 @@ fn restore_staged(
         check_readable(&txn)?;
     }
 
-    // The store goes last: a data dir with a store is a restored data dir.
-    for name in [
-        SNAPSHOTS_DIR,
-        AUDIT_KEY_FILE_NAME,
-        SIGNING_KEY_FILE_NAME,
-        STORE_FILE_NAME,
-    ] {
+    // From here a crash leaves a partly moved data dir: mark it first.
+    let marker = data_dir.join(RESTORE_MARKER);
+    fs::write(&marker, b"restore in progress\n").map_err(io_err("write", &marker))?;
+    sync_dir(data_dir)?;
+    moved.push(marker.clone());
+    for name in RESTORED_NAMES {
         let from = staging.join(name);
         if !from.exists() {
             continue;
@@ -453,8 +493,22 @@ fn restore_staged(
         moved.push(to);
     }
     sync_dir(data_dir)?;
+    fs::remove_file(&marker).map_err(io_err("remove", &marker))?;
     fs::remove_dir(staging).map_err(io_err("remove", staging))?;
     sync_dir(data_dir)?;
+    Ok(())
+}
+
+/// A backup holds the audit and signing keys: its directory is `0700`.
+fn restrict_dir_to_owner(path: &Path) -> Result<(), BackupError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("restrict permissions of", path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 

@@ -62,7 +62,7 @@ impl SnapshotService {
         let total = Family::<SnapshotLabels, Counter>::default();
         registry.register(
             "tensor_wasm_snapshots",
-            "Snapshot operations by action (create, list, delete, restore, preload) and outcome",
+            "Snapshot operations by action (create, list, delete, restore, preload, quarantine) and outcome",
             total.clone(),
         );
         let key_path = data_dir.join(SIGNING_KEY_FILE);
@@ -231,6 +231,22 @@ pub(crate) fn preload(state: &AppState) {
                         service.remember(&function_id, snapshot_id, Arc::new(warm));
                         service.count("preload", "ok");
                         prepared += 1;
+                    }
+                    Err(SnapshotFailure::Snapshot(e)) if e.is_damaged() => {
+                        service.count("preload", e.code());
+                        lock(&service.latest).remove(&function_id);
+                        match service.dir.quarantine(&snapshot_id) {
+                            Ok(to) => {
+                                service.count("quarantine", e.code());
+                                tracing::error!(%function_id, %snapshot_id, code = e.code(), error = %e,
+                                    moved_to = %to.display(),
+                                    "damaged snapshot file quarantined at start-up");
+                            }
+                            Err(move_err) => {
+                                tracing::error!(%function_id, %snapshot_id, code = e.code(), error = %e,
+                                    %move_err, "damaged snapshot file could not be quarantined");
+                            }
+                        }
                     }
                     Err(e) => {
                         service.count("preload", e.code());
