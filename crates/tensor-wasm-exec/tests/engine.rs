@@ -392,7 +392,11 @@ async fn compile_cache_survives_a_restart() {
     .unwrap();
     third.compile(ARITH.as_bytes()).unwrap();
     let stats = third.cache_stats();
-    assert_eq!((stats.hits, stats.compiles, stats.rejected), (0, 1, 1), "{stats:?}");
+    assert_eq!(
+        (stats.hits, stats.compiles, stats.rejected),
+        (0, 1, 1),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]

@@ -97,6 +97,10 @@ pub enum StoreError {
     /// Underlying database or I/O failure.
     #[error("store backend: {0}")]
     Backend(String),
+    /// An earlier write failed (a full disk): the database must be closed
+    /// and reopened before it is used again. [`RedbStore`] does that itself.
+    #[error("store needs reopening after an earlier I/O failure: {0}")]
+    NeedsReopen(String),
 }
 
 /// The registry contract. Implementations must make `create` and `delete`

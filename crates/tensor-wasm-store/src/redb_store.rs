@@ -53,8 +53,13 @@ pub(crate) const KEY_MIN_READER_VERSION: &str = "min_reader_version";
 const KNOWN_TABLES: [&str; 3] = ["meta", "functions", "wasm"];
 
 /// The embedded, durable [`FunctionStore`]: one redb file.
+/// The redb-backed store. After a failed write (a full disk) redb refuses
+/// every later operation until the database is reopened; the store does
+/// that itself on the next call, so a server recovers once space returns,
+/// without a restart (RELIABILITY.md, "Store failures").
 pub struct RedbStore {
-    db: Database,
+    /// `None` while a reopen has failed (retried on the next call).
+    db: std::sync::RwLock<Option<Database>>,
     path: PathBuf,
     schema: SchemaInfo,
 }
@@ -84,10 +89,50 @@ impl RedbStore {
             );
         }
         Ok(Self {
-            db,
+            db: std::sync::RwLock::new(Some(db)),
             path: path.to_path_buf(),
             schema,
         })
+    }
+
+    /// Runs `op` on the database; when redb reports that an earlier I/O
+    /// failure poisoned it (or a reopen failed before), closes and reopens
+    /// the file first and runs `op` once more.
+    fn with_db<T>(&self, op: impl Fn(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        {
+            let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(db) = guard.as_ref() {
+                match op(db) {
+                    Err(StoreError::NeedsReopen(_)) => {}
+                    other => return other,
+                }
+            }
+        }
+        self.reopen()?;
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(db) => op(db),
+            None => Err(StoreError::NeedsReopen("reopen failed".into())),
+        }
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // Close first: the open database holds the file's lock.
+        *guard = None;
+        match open_writer(&self.path) {
+            Ok(db) => {
+                tracing::warn!(path = %self.path.display(),
+                    "function store reopened after an I/O failure; writes work again");
+                *guard = Some(db);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e,
+                    "function store cannot be reopened yet; retrying on the next call");
+                Err(StoreError::NeedsReopen(e.to_string()))
+            }
+        }
     }
 
     /// Opens `<data_dir>/functions.redb`, creating the data dir if needed.
@@ -114,75 +159,89 @@ impl FunctionStore for RedbStore {
         let json = serde_json::to_vec(record)
             .map_err(|e| StoreError::Backend(format!("encode record {}: {e}", record.id)))?;
         let key = record.id.0.as_str();
-        let txn = self.db.begin_write().map_err(backend)?;
-        let exists = {
-            let mut functions = txn.open_table(FUNCTIONS).map_err(backend)?;
-            let exists = functions.get(key).map_err(backend)?.is_some();
-            if !exists {
-                functions.insert(key, json.as_slice()).map_err(backend)?;
-                let mut bytes = txn.open_table(WASM).map_err(backend)?;
-                bytes.insert(key, wasm).map_err(backend)?;
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let exists = {
+                let mut functions = txn.open_table(FUNCTIONS).map_err(backend)?;
+                let exists = functions.get(key).map_err(backend)?.is_some();
+                if !exists {
+                    functions.insert(key, json.as_slice()).map_err(backend)?;
+                    let mut bytes = txn.open_table(WASM).map_err(backend)?;
+                    bytes.insert(key, wasm).map_err(backend)?;
+                }
+                exists
+            };
+            if exists {
+                txn.abort().map_err(backend)?;
+                return Err(StoreError::AlreadyExists(record.id.clone()));
             }
-            exists
-        };
-        if exists {
-            txn.abort().map_err(backend)?;
-            return Err(StoreError::AlreadyExists(record.id.clone()));
-        }
-        txn.commit().map_err(backend)
+            txn.commit().map_err(backend)
+        })
     }
 
     fn get(&self, id: &FunctionId) -> Result<Option<FunctionRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        get_record(&txn, id)
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            get_record(&txn, id)
+        })
     }
 
     fn wasm(&self, id: &FunctionId) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        let table = match txn.open_table(WASM) {
-            Ok(table) => table,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(backend(e)),
-        };
-        let bytes = table.get(id.0.as_str()).map_err(backend)?;
-        Ok(bytes.map(|guard| guard.value().to_vec()))
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = match txn.open_table(WASM) {
+                Ok(table) => table,
+                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(backend(e)),
+            };
+            let bytes = table.get(id.0.as_str()).map_err(backend)?;
+            Ok(bytes.map(|guard| guard.value().to_vec()))
+        })
     }
 
     fn list(&self, tenant: Option<&str>) -> Result<Vec<FunctionRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        list_records(&txn, tenant)
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            list_records(&txn, tenant)
+        })
     }
 
     fn delete(&self, id: &FunctionId) -> Result<bool, StoreError> {
         let key = id.0.as_str();
-        let txn = self.db.begin_write().map_err(backend)?;
-        let existed = {
-            let mut functions = txn.open_table(FUNCTIONS).map_err(backend)?;
-            let existed = functions.remove(key).map_err(backend)?.is_some();
-            let mut bytes = txn.open_table(WASM).map_err(backend)?;
-            let had_bytes = bytes.remove(key).map_err(backend)?.is_some();
-            existed || had_bytes
-        };
-        if existed {
-            txn.commit().map_err(backend)?;
-        } else {
-            txn.abort().map_err(backend)?;
-        }
-        Ok(existed)
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let existed = {
+                let mut functions = txn.open_table(FUNCTIONS).map_err(backend)?;
+                let existed = functions.remove(key).map_err(backend)?.is_some();
+                let mut bytes = txn.open_table(WASM).map_err(backend)?;
+                let had_bytes = bytes.remove(key).map_err(backend)?.is_some();
+                existed || had_bytes
+            };
+            if existed {
+                txn.commit().map_err(backend)?;
+            } else {
+                txn.abort().map_err(backend)?;
+            }
+            Ok(existed)
+        })
     }
 
     fn count(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        match txn.open_table(FUNCTIONS) {
-            Ok(table) => table.len().map_err(backend),
-            Err(TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(backend(e)),
-        }
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            match txn.open_table(FUNCTIONS) {
+                Ok(table) => table.len().map_err(backend),
+                Err(TableError::TableDoesNotExist(_)) => Ok(0),
+                Err(e) => Err(backend(e)),
+            }
+        })
     }
 
     fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
-        let txn = self.db.begin_read().map_err(backend)?;
-        copy_snapshot(&txn, dest)
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            copy_snapshot(&txn, dest)
+        })
     }
 }
 
@@ -233,6 +292,9 @@ pub(crate) fn open_error(path: &Path, e: DatabaseError) -> StoreError {
 pub(crate) fn backend(e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
         redb::Error::Corrupted(msg) => StoreError::Corrupt(msg),
+        redb::Error::PreviousIo => {
+            StoreError::NeedsReopen("an earlier write failed (disk full?)".into())
+        }
         other => StoreError::Backend(other.to_string()),
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod audit;
 mod auth;
+mod disk;
 mod functions;
 mod hostile;
 mod invoke;
