@@ -315,6 +315,28 @@ pub struct TenantLimits {
     by_tenant: HashMap<String, FunctionLimits>,
     concurrency: HashMap<String, usize>,
     raw_ptx: Vec<String>,
+    quotas: HashMap<String, TenantQuota>,
+}
+
+/// What one tenant may keep stored (tenant limits file fields
+/// `max_functions`, `max_stored_bytes`, `max_snapshots`); `None`: no cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantQuota {
+    /// Functions deployed at once.
+    pub max_functions: Option<u64>,
+    /// Sum of the tenant's modules' sizes, in bytes.
+    pub max_stored_bytes: Option<u64>,
+    /// Snapshots kept at once, over all of the tenant's functions.
+    pub max_snapshots: Option<u64>,
+}
+
+impl TenantQuota {
+    /// True when any cap is set.
+    pub fn is_set(&self) -> bool {
+        self.max_functions.is_some()
+            || self.max_stored_bytes.is_some()
+            || self.max_snapshots.is_some()
+    }
 }
 
 #[derive(Deserialize)]
@@ -327,6 +349,9 @@ struct TenantLimitsEntry {
     max_concurrent_invocations: Option<usize>,
     #[serde(default)]
     raw_ptx: bool,
+    max_functions: Option<u64>,
+    max_stored_bytes: Option<u64>,
+    max_snapshots: Option<u64>,
 }
 
 /// Why a tenant limits file was refused.
@@ -344,7 +369,7 @@ pub enum TenantLimitsError {
     #[error(
         "tenant limits: {0} (expected a JSON object like {{\"TENANT\": {{\"timeout_ms\": 500}}}} \
          with fields timeout_ms, max_memory_bytes, fuel, max_output_bytes, \
-         max_concurrent_invocations, raw_ptx)"
+         max_concurrent_invocations, raw_ptx, max_functions, max_stored_bytes, max_snapshots)"
     )]
     Syntax(String),
     /// A tenant id or a value is out of range.
@@ -360,6 +385,7 @@ impl TenantLimits {
         let mut by_tenant = HashMap::with_capacity(raw.len());
         let mut concurrency = HashMap::new();
         let mut raw_ptx = Vec::new();
+        let mut quotas = HashMap::new();
         for (tenant, e) in raw {
             if !is_valid_tenant(&tenant) {
                 return Err(TenantLimitsError::Invalid(format!(
@@ -385,6 +411,14 @@ impl TenantLimits {
             if e.raw_ptx {
                 raw_ptx.push(tenant.clone());
             }
+            let quota = TenantQuota {
+                max_functions: e.max_functions,
+                max_stored_bytes: e.max_stored_bytes,
+                max_snapshots: e.max_snapshots,
+            };
+            if quota.is_set() {
+                quotas.insert(tenant.clone(), quota);
+            }
             by_tenant.insert(tenant, limits);
         }
         raw_ptx.sort();
@@ -392,6 +426,7 @@ impl TenantLimits {
             by_tenant,
             concurrency,
             raw_ptx,
+            quotas,
         })
     }
 
@@ -419,6 +454,11 @@ impl TenantLimits {
         self.by_tenant
             .iter()
             .filter_map(|(t, l)| l.max_memory_bytes.map(|m| (t.as_str(), m)))
+    }
+
+    /// What `tenant` may keep stored (no caps unless its entry sets them).
+    pub fn quota(&self, tenant: &str) -> TenantQuota {
+        self.quotas.get(tenant).copied().unwrap_or_default()
     }
 
     /// Tenants allowed to load raw PTX (`"raw_ptx": true`), sorted.

@@ -19,6 +19,9 @@ pub enum ApiError {
     /// Authenticated, but the scope does not allow this call.
     #[error("{0}")]
     Forbidden(String),
+    /// The tenant's storage quota (tenant limits file) does not allow this.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// No such function (or it belongs to another tenant — indistinguishable on purpose).
     #[error("function not found")]
     FunctionNotFound,
@@ -99,7 +102,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             Self::FunctionNotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
@@ -139,6 +142,7 @@ impl ApiError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::QuotaExceeded(_) => "quota_exceeded",
             Self::FunctionNotFound => "function_not_found",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",

@@ -133,6 +133,7 @@ impl Gateway {
                 body_timeout: config.connections.body_timeout,
                 trusted_proxies: config.trusted_proxies.clone(),
                 audit_required: config.audit_required,
+                quota_lock: tokio::sync::Mutex::new(()),
                 unauthenticated: crate::limits::UnauthenticatedLimit::new(
                     config.unauthenticated_rate_limit,
                 ),

@@ -121,6 +121,9 @@ pub(crate) struct Shared {
     pub(crate) body_timeout: std::time::Duration,
     pub(crate) trusted_proxies: crate::config::TrustedProxies,
     pub(crate) audit_required: bool,
+    /// Held from a capped tenant's quota check to the registry insert, so
+    /// concurrent deploys cannot together pass a quota.
+    pub(crate) quota_lock: tokio::sync::Mutex<()>,
     pub(crate) unauthenticated: crate::limits::UnauthenticatedLimit,
     pub(crate) default_limits: Limits,
     pub(crate) tenant_limits: crate::config::TenantLimits,

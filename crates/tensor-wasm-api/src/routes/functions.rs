@@ -158,7 +158,7 @@ async fn create(
         ),
         Err(e) => {
             let outcome = match e {
-                ApiError::Forbidden(_) => Outcome::Denied,
+                ApiError::Forbidden(_) | ApiError::QuotaExceeded(_) => Outcome::Denied,
                 _ => Outcome::Failure,
             };
             state.audit(&caller, "function.create", outcome, &Err(e), &target);
@@ -183,6 +183,14 @@ async fn deploy(
     target.tenant = Some(tenant.clone());
     let limits = validate_limits(state, &tenant, req.limits)?;
     let size_bytes = req.wasm.len() as u64;
+    let quota = state.inner.tenant_limits.quota(&tenant);
+    let _quota_guard = if quota.max_functions.is_some() || quota.max_stored_bytes.is_some() {
+        let guard = state.inner.quota_lock.lock().await;
+        check_quota(state, &tenant, &quota, size_bytes)?;
+        Some(guard)
+    } else {
+        None
+    };
 
     let executor = state.executor().clone();
     let wasm = Arc::new(req.wasm);
@@ -212,6 +220,35 @@ async fn deploy(
     state.metrics().functions_deployed.set(count as i64);
     tracing::info!(function_id = %f.record.id, name = %f.record.name, tenant = %f.record.tenant, "function deployed");
     Ok(f)
+}
+
+/// Refuses a deploy that would take `tenant` past its function count or
+/// stored bytes (tenant limits file).
+fn check_quota(
+    state: &AppState,
+    tenant: &str,
+    quota: &crate::config::TenantQuota,
+    size_bytes: u64,
+) -> Result<(), ApiError> {
+    let existing = state.functions().list(Some(tenant));
+    if let Some(max) = quota.max_functions
+        && existing.len() as u64 >= max
+    {
+        return Err(ApiError::QuotaExceeded(format!(
+            "tenant `{tenant}` already has {} functions, its quota (max_functions {max}); delete one first",
+            existing.len()
+        )));
+    }
+    if let Some(max) = quota.max_stored_bytes {
+        let stored: u64 = existing.iter().map(|f| f.record.size_bytes).sum();
+        if stored.saturating_add(size_bytes) > max {
+            return Err(ApiError::QuotaExceeded(format!(
+                "tenant `{tenant}` stores {stored} bytes of modules; {size_bytes} more would pass \
+                 its quota (max_stored_bytes {max})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn parse_create(uri: &Uri, headers: &HeaderMap, body: Bytes) -> Result<CreateRequest, ApiError> {

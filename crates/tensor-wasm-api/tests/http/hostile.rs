@@ -558,3 +558,88 @@ async fn modules_too_costly_to_compile_are_refused_before_compiling() {
     s.deploy(Some(TENANT_7), "fine", &heavy_module(100, 1000))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_quotas_stop_a_tenant_from_filling_the_disk() {
+    let add = wasm(ADD_WAT);
+    let limits = json!({
+        "7": {"max_functions": 2, "max_snapshots": 1},
+        "8": {"max_stored_bytes": add.len() * 2},
+    });
+    let s = TestServer::start_with(Options {
+        tenant_limits: Some(limits.to_string()),
+        ..Options::default()
+    })
+    .await;
+    let deploy = |token: &'static str, name: &'static str| {
+        let (client, url) = (s.client.clone(), s.url("/functions"));
+        let body = json!({"name": name, "wasm_b64": b64(&add)});
+        async move {
+            let r = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, first) = deploy(TENANT_7, "a").await;
+    assert_eq!(st, 201);
+    assert_eq!(deploy(TENANT_7, "b").await.0, 201);
+    let (st, v) = deploy(TENANT_7, "c").await;
+    assert_eq!((st, error_code(&v)), (403, "quota_exceeded"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_functions 2")
+    );
+    // The byte quota of another tenant.
+    assert_eq!(deploy(TENANT_8, "a").await.0, 201);
+    assert_eq!(deploy(TENANT_8, "b").await.0, 201);
+    let (st, v) = deploy(TENANT_8, "c").await;
+    assert_eq!((st, error_code(&v)), (403, "quota_exceeded"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_stored_bytes")
+    );
+    // An admin deploying for a tenant without caps is unaffected.
+    let r = s
+        .post("/functions", Some(ADMIN))
+        .json(&json!({"name": "free", "wasm_b64": b64(&add), "tenant": "9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Snapshots: one kept at most.
+    let id = first["id"].as_str().unwrap();
+    let snap = |n: u32| {
+        let (client, url) = (
+            s.client.clone(),
+            s.url(&format!("/functions/{id}/snapshots")),
+        );
+        async move {
+            let r = client.post(url).bearer_auth(TENANT_7).send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            (n, status, v)
+        }
+    };
+    let (_, st, v) = snap(1).await;
+    assert_eq!(st, 201, "{v}");
+    let (_, st, v) = snap(2).await;
+    assert_eq!((st, error_code(&v)), (403, "quota_exceeded"), "{v}");
+    // Deleting makes room again.
+    let r = s
+        .delete(&format!("/functions/{id}"), Some(TENANT_7))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(deploy(TENANT_7, "c").await.0, 201);
+}

@@ -307,6 +307,35 @@ async fn create_inner(
     };
     let service = &state.inner.snapshots;
     let key = service.key()?.cloned();
+    if let Some(max) = state
+        .inner
+        .tenant_limits
+        .quota(&f.record.tenant)
+        .max_snapshots
+    {
+        let (dir, tenant) = (service.dir.clone(), f.record.tenant.clone());
+        let held = tokio::task::spawn_blocking(move || {
+            dir.list().map(|all| {
+                all.iter()
+                    .filter(|e| {
+                        e.header
+                            .as_ref()
+                            .is_ok_and(|h| h.meta.tenant.as_deref() == Some(tenant.as_str()))
+                    })
+                    .count() as u64
+            })
+        })
+        .await
+        .map_err(|e| SnapshotFailure::Internal(format!("snapshot count task failed: {e}")))??;
+        if held >= max {
+            return Err(ApiError::QuotaExceeded(format!(
+                "tenant `{}` already keeps {held} snapshots, its quota (max_snapshots {max}); \
+                 delete one first",
+                f.record.tenant
+            ))
+            .into());
+        }
+    }
     let module = module_for(state, f).await?;
 
     // Warming runs guest code: it takes an invocation slot like any call.
