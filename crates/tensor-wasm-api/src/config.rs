@@ -91,6 +91,10 @@ pub struct ApiConfig {
     pub gpu: Option<Arc<tensor_wasm_gpu::GpuRuntime>>,
     /// True when spans are exported over OTLP (trace ids then come from the span).
     pub otlp_tracing: bool,
+    /// How long start-up compiles stored functions before it opens the
+    /// listener; the rest compile in the background while `/readyz`
+    /// answers `503` with the progress (`TENSOR_WASM_STARTUP_LOAD_BUDGET_MS`).
+    pub startup_load_budget: Duration,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
     /// Period of the dev-mode warning.
@@ -124,6 +128,7 @@ impl ApiConfig {
             engine: tensor_wasm_exec::EngineConfig::default(),
             gpu: None,
             otlp_tracing: false,
+            startup_load_budget: DEFAULT_STARTUP_LOAD_BUDGET,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             dev_mode_warning_interval: DEV_MODE_WARNING_INTERVAL,
         }
@@ -162,6 +167,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("engine", &self.engine)
             .field("gpu", &self.gpu.as_ref().map(|g| g.backend_name()))
             .field("otlp_tracing", &self.otlp_tracing)
+            .field("startup_load_budget", &self.startup_load_budget)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
@@ -270,6 +276,10 @@ impl TrustedProxies {
         Some(client)
     }
 }
+
+/// Default time start-up spends compiling stored functions before the
+/// listener opens (the compile cache makes most start-ups finish within it).
+pub const DEFAULT_STARTUP_LOAD_BUDGET: Duration = Duration::from_secs(5);
 
 /// Default budget of failed authentications per client address: 5 a
 /// second, bursts of 20 — ample for a client with a mistyped token, little

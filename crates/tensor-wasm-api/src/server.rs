@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -28,6 +29,9 @@ pub const CACHE_KEY_FILE: &str = "cache.key";
 /// A ready-to-serve gateway.
 pub struct Gateway {
     state: AppState,
+    /// Stored functions not compiled before start-up's time budget ran out;
+    /// [`Gateway::serve`] compiles them in the background.
+    pending: Vec<tensor_wasm_store::FunctionRecord>,
     shutdown_grace: Duration,
     dev_warning_interval: Duration,
     connections: crate::conn::ConnectionLimits,
@@ -134,6 +138,7 @@ impl Gateway {
                 trusted_proxies: config.trusted_proxies.clone(),
                 audit_required: config.audit_required,
                 quota_lock: tokio::sync::Mutex::new(()),
+                loading: crate::state::Loading::default(),
                 unauthenticated: crate::limits::UnauthenticatedLimit::new(
                     config.unauthenticated_rate_limit,
                 ),
@@ -147,13 +152,28 @@ impl Gateway {
                 snapshots,
             }),
         };
-        load_registry(&state)?;
-        crate::routes::snapshots::preload(&state);
+        let records = state.store().list(None)?;
+        let total = records.len();
+        state.inner.loading.total.store(total, Ordering::Relaxed);
+        let deadline = Instant::now() + config.startup_load_budget;
+        let pending = load_registry(&state, records, Some(deadline));
+        if pending.is_empty() {
+            crate::routes::snapshots::preload(&state);
+        } else {
+            state.inner.loading.active.store(true, Ordering::Release);
+            tracing::info!(
+                loaded = total - pending.len(),
+                pending = pending.len(),
+                "start-up load budget spent; the rest of the stored functions compile after the \
+                 listener opens (/readyz answers 503 until they are done)"
+            );
+        }
         if dev_mode {
             warn_dev_mode();
         }
         Ok(Self {
             state,
+            pending,
             shutdown_grace: config.shutdown_grace,
             dev_warning_interval: config.dev_mode_warning_interval,
             connections: config.connections,
@@ -172,10 +192,20 @@ impl Gateway {
 
     /// Serves until `shutdown` resolves, then stops accepting, gives
     /// in-flight requests up to the grace period, and flushes the audit log.
-    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> Result<(), StartupError>
+    pub async fn serve<F>(mut self, listener: TcpListener, shutdown: F) -> Result<(), StartupError>
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        if !self.pending.is_empty() {
+            let state = self.state.clone();
+            let pending = std::mem::take(&mut self.pending);
+            tokio::task::spawn_blocking(move || {
+                let left = load_registry(&state, pending, None);
+                debug_assert!(left.is_empty());
+                state.inner.loading.active.store(false, Ordering::Release);
+                crate::routes::snapshots::preload(&state);
+            });
+        }
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let graceful = async move {
             shutdown.await;
@@ -330,54 +360,74 @@ fn load_or_create_key(dir: &Path, name: &str) -> Result<[u8; 32], StartupError> 
     }
 }
 
-/// Loads and compiles every stored function. A function that no longer
+/// Compiles stored functions into the registry until `deadline` (if any)
+/// passes; returns the records not reached. A function that no longer
 /// compiles is logged and left out (it stays in the store).
-fn load_registry(state: &AppState) -> Result<(), StartupError> {
+fn load_registry(
+    state: &AppState,
+    records: Vec<tensor_wasm_store::FunctionRecord>,
+    deadline: Option<Instant>,
+) -> Vec<tensor_wasm_store::FunctionRecord> {
     let started = Instant::now();
-    let records = state.store().list(None)?;
     let total = records.len();
     let mut loaded = 0usize;
-    for record in records {
-        let wasm = match state.store().wasm(&record.id)? {
-            Some(w) => w,
-            None => {
-                tracing::error!(function_id = %record.id, "stored record has no Wasm bytes; skipped");
-                continue;
-            }
-        };
-        let compiled = match state.executor().compile(&wasm) {
-            Ok(c) => c,
-            Err(err) => {
-                tracing::error!(function_id = %record.id, %err, "stored function no longer compiles; skipped");
-                continue;
-            }
-        };
-        if let Some((field, stored, most)) =
-            crate::config::above_ceiling(&record.limits, &state.ceiling_for(&record.tenant))
-        {
-            tracing::warn!(
-                function_id = %record.id,
-                tenant = %record.tenant,
-                field,
-                stored,
-                ceiling = most,
-                "function setting is above its ceiling (tenant or server-wide); the ceiling applies"
-            );
-        }
-        state.functions().insert(state.deployed(record, compiled));
+    let mut records = records.into_iter();
+    for record in records.by_ref() {
+        load_one(state, record);
         loaded += 1;
+        state.inner.loading.done.fetch_add(1, Ordering::Relaxed);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
     }
+    let pending: Vec<_> = records.collect();
     state
         .metrics()
         .functions_deployed
         .set(state.functions().len() as i64);
     tracing::info!(
         loaded,
-        skipped = total - loaded,
+        pending = pending.len(),
+        total,
+        in_registry = state.functions().len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "function registry loaded"
     );
-    Ok(())
+    pending
+}
+
+fn load_one(state: &AppState, record: tensor_wasm_store::FunctionRecord) {
+    let wasm = match state.store().wasm(&record.id) {
+        Ok(Some(w)) => w,
+        Ok(None) => {
+            tracing::error!(function_id = %record.id, "stored record has no Wasm bytes; skipped");
+            return;
+        }
+        Err(err) => {
+            tracing::error!(function_id = %record.id, %err, "stored function cannot be read; skipped");
+            return;
+        }
+    };
+    let compiled = match state.executor().compile(&wasm) {
+        Ok(c) => c,
+        Err(err) => {
+            tracing::error!(function_id = %record.id, %err, "stored function no longer compiles; skipped");
+            return;
+        }
+    };
+    if let Some((field, stored, most)) =
+        crate::config::above_ceiling(&record.limits, &state.ceiling_for(&record.tenant))
+    {
+        tracing::warn!(
+            function_id = %record.id,
+            tenant = %record.tenant,
+            field,
+            stored,
+            ceiling = most,
+            "function setting is above its ceiling (tenant or server-wide); the ceiling applies"
+        );
+    }
+    state.functions().insert(state.deployed(record, compiled));
 }
 
 /// Every memory limit a function can get must fit the memory budget, or its

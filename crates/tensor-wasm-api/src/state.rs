@@ -16,6 +16,17 @@ use crate::error::ApiError;
 use crate::limits::RateLimits;
 use crate::metrics::GatewayMetrics;
 
+/// Start-up compile progress of the stored functions.
+#[derive(Debug, Default)]
+pub(crate) struct Loading {
+    /// True while the rest load in the background after the listener opened.
+    pub(crate) active: std::sync::atomic::AtomicBool,
+    /// Stored functions processed so far.
+    pub(crate) done: std::sync::atomic::AtomicUsize,
+    /// Stored functions at start-up.
+    pub(crate) total: std::sync::atomic::AtomicUsize,
+}
+
 /// A deployed function: its durable record and its compiled module.
 #[derive(Debug)]
 pub struct DeployedFunction {
@@ -124,6 +135,8 @@ pub(crate) struct Shared {
     /// Held from a capped tenant's quota check to the registry insert, so
     /// concurrent deploys cannot together pass a quota.
     pub(crate) quota_lock: tokio::sync::Mutex<()>,
+    /// Progress of compiling the stored functions at start-up.
+    pub(crate) loading: Loading,
     pub(crate) unauthenticated: crate::limits::UnauthenticatedLimit,
     pub(crate) default_limits: Limits,
     pub(crate) tenant_limits: crate::config::TenantLimits,
@@ -181,6 +194,21 @@ impl AppState {
         self.inner.body_timeout
     }
 
+    /// `503 not_ready` while stored functions are still being compiled after
+    /// start-up: a function missing from the registry may just not be
+    /// loaded yet, and a list would be incomplete.
+    pub(crate) fn check_loaded(&self) -> Result<(), ApiError> {
+        let l = &self.inner.loading;
+        if l.active.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(ApiError::NotReady(format!(
+                "stored functions are still loading ({} of {} compiled)",
+                l.done.load(std::sync::atomic::Ordering::Relaxed),
+                l.total.load(std::sync::atomic::Ordering::Relaxed)
+            )));
+        }
+        Ok(())
+    }
+
     /// Looks up a function the caller may access; another tenant's function
     /// is reported as not found (and audited as a denial) so its existence
     /// does not leak.
@@ -191,6 +219,7 @@ impl AppState {
         action: &str,
     ) -> Result<Arc<DeployedFunction>, ApiError> {
         let Some(f) = self.inner.functions.get(id) else {
+            self.check_loaded()?;
             return Err(ApiError::FunctionNotFound);
         };
         if caller.actor.can_access(&f.record.tenant) {

@@ -230,6 +230,7 @@ fn check_quota(
     quota: &crate::config::TenantQuota,
     size_bytes: u64,
 ) -> Result<(), ApiError> {
+    state.check_loaded()?;
     let existing = state.functions().list(Some(tenant));
     if let Some(max) = quota.max_functions
         && existing.len() as u64 >= max
@@ -405,6 +406,9 @@ struct FunctionList<'a> {
 }
 
 async fn list(State(state): State<AppState>, caller: Caller) -> Response {
+    if let Err(e) = state.check_loaded() {
+        return e.into_response();
+    }
     let functions = state.functions().list(caller.actor.list_filter());
     let views = functions.iter().map(|f| FunctionView::from(&**f)).collect();
     Json(FunctionList { functions: views }).into_response()

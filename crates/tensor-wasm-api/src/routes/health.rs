@@ -38,6 +38,7 @@ struct Readiness<'a> {
 
 /// Readiness: the store answers; reports backend, dev mode and version.
 async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.check_loaded()?;
     let store = state.store().clone();
     let count = tokio::task::spawn_blocking(move || store.count())
         .await

@@ -1,6 +1,6 @@
 //! The operator runbooks' verification steps, as written.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -177,4 +177,70 @@ async fn healthz_readyz_and_openapi_need_no_token() {
     assert!(!plain.contains("# EOF"));
     assert!(text.contains("tensor_wasm_build_info{version="));
     assert!(text.contains("tensor_wasm_compile_cache_hits_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_listens_before_every_stored_function_is_compiled() {
+    let s = TestServer::start().await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        // Distinct modules: each is its own compile.
+        let wat = format!(
+            "(module (func (export \"add\") (param i32 i32) (result i32) \
+             local.get 0 local.get 1 i32.add i32.const {i} drop))"
+        );
+        ids.push(
+            s.deploy(Some(ADMIN), &format!("f{i}"), &wasm(&wat)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let data_dir = s.data_dir.clone();
+    let tmp = s.stop().await;
+    // A cold compile cache: every function compiles again at start-up.
+    std::fs::remove_dir_all(data_dir.join("jit-cache")).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let s = TestServer::start_with(Options {
+        data_dir: Some(data_dir),
+        startup_load_budget: Some(std::time::Duration::ZERO),
+        ..Options::default()
+    })
+    .await;
+    // Liveness answers at once; readiness says how far loading is; a
+    // function not loaded yet is "not ready", never "not found".
+    let r = s.get("/healthz", None).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let last = ids.last().unwrap();
+    let (status, v) = s.invoke(Some(ADMIN), last, "add", json!([1, 2])).await;
+    assert!(
+        status == 200 || (status == 503 && error_code(&v) == "not_ready"),
+        "{status} {v}"
+    );
+    let mut saw_progress = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = s.get("/readyz", None).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(error_code(&v), "not_ready", "{v}");
+        saw_progress |= v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("of 40 compiled");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "loading never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(saw_progress, "/readyz reported the loading progress");
+    for id in &ids {
+        let (status, v) = s.invoke(Some(ADMIN), id, "add", json!([1, 2])).await;
+        assert_eq!((status, v["results"][0].as_i64()), (200, Some(3)), "{v}");
+    }
+    drop(s);
+    drop(tmp);
 }

@@ -94,6 +94,8 @@ pub struct Options {
     pub audit_file: Option<PathBuf>,
     /// `TENSOR_WASM_API_AUDIT_REQUIRED`.
     pub audit_required: bool,
+    /// Time start-up compiles stored functions before the listener opens.
+    pub startup_load_budget: Option<Duration>,
 }
 
 impl Default for Options {
@@ -114,6 +116,7 @@ impl Default for Options {
             trusted_proxies: None,
             audit_file: None,
             audit_required: false,
+            startup_load_budget: None,
         }
     }
 }
@@ -180,6 +183,9 @@ impl TestServer {
                 tensor_wasm_api::TrustedProxies::parse(p).expect("test proxies parse");
         }
         config.audit_required = opts.audit_required;
+        if let Some(b) = opts.startup_load_budget {
+            config.startup_load_budget = b;
+        }
         if let Some(c) = opts.connections {
             config.connections = c;
         }

@@ -189,6 +189,16 @@ pub struct ServeArgs {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
 
+    /// Milliseconds start-up spends compiling stored functions before it
+    /// listens; the rest compile in the background (/readyz answers 503
+    /// with the progress until they are done).
+    #[arg(
+        long,
+        env = "TENSOR_WASM_STARTUP_LOAD_BUDGET_MS",
+        default_value_t = 5000
+    )]
+    startup_load_budget_ms: u64,
+
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "TENSOR_WASM_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     shutdown_grace_secs: u64,
@@ -250,6 +260,7 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     config.otlp_tracing = otlp_tracing;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
+    config.startup_load_budget = Duration::from_millis(args.startup_load_budget_ms);
     // GPU: `args.gpu` (auto|cuda|cpu|off) selects the runtime handed over in `config.gpu`.
     config.gpu = match args.gpu.as_str() {
         "off" => None,
