@@ -68,6 +68,7 @@ impl Gateway {
         let audit = AuditLog::open(&config.audit).map_err(StartupError::AuditLog)?;
 
         let cache_key = load_or_create_key(&config.data_dir, CACHE_KEY_FILE)?;
+
         let engine_config = EngineConfig {
             cache_dir: Some(config.data_dir.join("jit-cache")),
             cache_key: Some(tensor_wasm_exec::CacheKey(cache_key)),
@@ -306,14 +307,16 @@ fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// Reads `<data>/<name>`, creating it (32 random bytes, mode 0600) once.
-fn load_or_create_key(dir: &Path, name: &str) -> Result<[u8; 32], StartupError> {
+/// Reads `<data>/<name>`, creating it (32 random bytes, mode 0600) once
+/// (and the data directory with it).
+pub fn load_or_create_key(dir: &Path, name: &str) -> Result<[u8; 32], StartupError> {
     use std::io::{Read, Write};
     let path = dir.join(name);
     let err = |message: String| StartupError::AuditKey {
         path: path.clone(),
         message,
     };
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its directory: {e}")))?;
     match std::fs::File::open(&path) {
         Ok(mut f) => {
             let mut key = [0u8; 32];

@@ -3,15 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The secret that authenticates compile-cache entries; never printed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct CacheKey(pub [u8; 32]);
-
-impl std::fmt::Debug for CacheKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CacheKey(<redacted>)")
-    }
-}
+/// The secret that authenticates compile-cache entries (shared with the
+/// GPU kernel cache); never printed.
+pub use tensor_wasm_gpu::CacheKey;
 
 /// Default cap on the compile cache's size on disk: 2 GiB.
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;

@@ -25,10 +25,12 @@ mod host;
 mod metrics;
 pub mod ptx;
 mod runtime;
+mod sealed;
 mod session;
 
 pub use backend::{Backend, BufferId, CpuBackend, CudaBackend, Fence, KernelArg, LaunchDims};
 pub use error::GpuError;
 pub use host::{SessionGetter, add_to_linker};
 pub use runtime::{BackendChoice, GpuConfig, GpuQuotas, GpuRuntime};
+pub use sealed::CacheKey;
 pub use session::{ArgValue, GpuSession, Op};

@@ -74,6 +74,9 @@ pub struct GpuConfig {
     pub cache_dir: Option<PathBuf>,
     /// Per-tenant quotas.
     pub quotas: GpuQuotas,
+    /// Authenticates the kernel cache's entries (`<data>/cache.key`);
+    /// `None`: a key of this process only.
+    pub cache_key: Option<crate::CacheKey>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -131,9 +134,11 @@ impl GpuRuntime {
         let cuda_cache = cfg.cache_dir.as_ref().map(|d| d.join("gpu"));
         let backend: Arc<dyn Backend> = match cfg.backend {
             BackendChoice::Cpu => Arc::new(CpuBackend::new()),
-            BackendChoice::Cuda => Arc::new(CudaBackend::new(0, cuda_cache)?),
+            BackendChoice::Cuda => {
+                Arc::new(CudaBackend::new(0, cuda_cache)?.with_cache_key(cfg.cache_key))
+            }
             BackendChoice::Auto => match CudaBackend::new(0, cuda_cache) {
-                Ok(cuda) => Arc::new(cuda),
+                Ok(cuda) => Arc::new(cuda.with_cache_key(cfg.cache_key)),
                 Err(e) => {
                     tracing::info!(reason = %e, "no CUDA device available; GPU dispatch uses the CPU backend");
                     Arc::new(CpuBackend::new())

@@ -142,6 +142,8 @@ pub struct CudaBackend {
     buffers: Mutex<HashMap<BufferId, Arc<CudaSlice<u8>>>>,
     next_id: AtomicU64,
     cache_dir: Option<PathBuf>,
+    /// Authenticates cached cubins (see `sealed.rs`).
+    cache_key: crate::CacheKey,
     device_name: String,
     compute_capability: (i32, i32),
 }
@@ -253,9 +255,19 @@ impl CudaBackend {
             buffers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             cache_dir,
+            cache_key: crate::CacheKey::ephemeral(),
             device_name,
             compute_capability,
         })
+    }
+
+    /// Uses `key` (the data dir's cache key) for cached cubins, so entries
+    /// survive restarts; without one a key of this process is used.
+    pub fn with_cache_key(mut self, key: Option<crate::CacheKey>) -> Self {
+        if let Some(key) = key {
+            self.cache_key = key;
+        }
+        self
     }
 
     /// Whether matmul runs on cuBLAS (as opposed to the built-in kernel).
@@ -385,14 +397,24 @@ impl CudaBackend {
             return Ok(None);
         };
         let (major, minor) = self.compute_capability;
-        let path = dir.join(format!("{}-sm{major}{minor}.cubin", key.to_hex()));
+        let name = format!("{}-sm{major}{minor}.cubin", key.to_hex());
+        let path = dir.join(&name);
         if let Ok(bytes) = std::fs::read(&path) {
-            return Ok(Some(bytes));
+            // The driver runs what it is given: only an entry sealed with
+            // the cache key under its own name is used.
+            match crate::sealed::open(&self.cache_key, &name, &bytes) {
+                Some(cubin) => return Ok(Some(cubin.to_vec())),
+                None => {
+                    tracing::warn!(path = %path.display(),
+                        "kernel cache entry fails authentication (corrupt, copied or foreign); recompiling");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
         }
         let cubin = self.link_ptx(ptx)?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         // A failed cache write only costs a recompilation next time.
-        if std::fs::write(&tmp, &cubin)
+        if std::fs::write(&tmp, crate::sealed::seal(&self.cache_key, &name, &cubin))
             .and_then(|_| std::fs::rename(&tmp, &path))
             .is_err()
         {

@@ -25,6 +25,7 @@ pub fn cpu_runtime(quotas: GpuQuotas) -> Arc<GpuRuntime> {
         backend: "cpu".parse().expect("backend"),
         cache_dir: None,
         quotas,
+        cache_key: None,
     })
     .expect("cpu runtime")
 }

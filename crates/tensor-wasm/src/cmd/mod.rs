@@ -47,7 +47,7 @@ pub fn local_gpu_runtime(
     cache_dir: Option<PathBuf>,
     quotas: tensor_wasm_gpu::GpuQuotas,
 ) -> anyhow::Result<Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>> {
-    let runtime = gpu_runtime(choice, cache_dir, quotas)?;
+    let runtime = gpu_runtime(choice, cache_dir, quotas, None)?;
     if let Some(rt) = &runtime {
         rt.allow_raw_ptx(["local".to_owned()]);
     }
@@ -61,6 +61,7 @@ pub fn gpu_runtime(
     choice: &str,
     cache_dir: Option<PathBuf>,
     quotas: tensor_wasm_gpu::GpuQuotas,
+    cache_key: Option<tensor_wasm_gpu::CacheKey>,
 ) -> anyhow::Result<Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>> {
     use anyhow::Context;
     if choice.trim().eq_ignore_ascii_case("off") {
@@ -72,6 +73,7 @@ pub fn gpu_runtime(
         backend,
         cache_dir,
         quotas,
+        cache_key,
     })
     .with_context(|| format!("opening the GPU backend (--gpu {backend})"))?;
     tracing::info!(

@@ -261,6 +261,9 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.otlp_tracing = otlp_tracing;
     config.shutdown_grace = Duration::from_secs(args.shutdown_grace_secs);
     config.startup_load_budget = Duration::from_millis(args.startup_load_budget_ms);
+    // Nothing may be written into a half-restored data dir (the GPU runtime
+    // below creates its cache key there).
+    tensor_wasm_store::backup::check_no_interrupted_restore(&data_dir)?;
     // GPU: `args.gpu` (auto|cuda|cpu|off) selects the runtime handed over in `config.gpu`.
     config.gpu = match args.gpu.as_str() {
         "off" => None,
@@ -271,6 +274,13 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 max_device_memory_bytes_per_tenant: args.gpu_tenant_max_memory,
                 max_concurrent_launches_per_tenant: args.gpu_tenant_max_launches,
             },
+            Some(tensor_wasm_gpu::CacheKey(
+                tensor_wasm_api::server::load_or_create_key(
+                    &data_dir,
+                    tensor_wasm_api::server::CACHE_KEY_FILE,
+                )
+                .with_context(|| format!("data directory {}", data_dir.display()))?,
+            )),
         )?,
     };
     tracing::debug!(?config, listen = %args.listen, "configuration");
