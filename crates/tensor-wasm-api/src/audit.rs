@@ -239,37 +239,45 @@ mod tests {
     use super::*;
     use crate::auth::{Scope, ScopeKind};
 
-    #[test]
-    fn file_sink_appends_one_json_line_per_record_after_truncation() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let log = AuditLog::open(&AuditTarget::File(path.clone())).unwrap();
-        let actor = Actor {
+    fn dev_actor() -> Actor {
+        Actor {
             scope: Scope {
                 kind: ScopeKind::Dev,
             },
             tenant: None,
             token_id: None,
             token_index: None,
-        };
-        let target = AuditTargetRef {
-            function_name: Some("f".into()),
-            ..Default::default()
-        };
-        let rec = AuditRecord {
+        }
+    }
+
+    fn create_record<'a>(actor: &'a Actor, target: &'a AuditTargetRef) -> AuditRecord<'a> {
+        AuditRecord {
             time: AuditLog::now(),
             action: "function.create",
             outcome: Outcome::Success,
             status: 201,
-            actor: &actor,
-            target: &target,
+            actor,
+            target,
             request_id: "r1",
             client: None,
             trace_id: None,
             method: "POST",
             route: "/functions",
             error: None,
+        }
+    }
+
+    #[test]
+    fn file_sink_appends_one_json_line_per_record_after_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::open(&AuditTarget::File(path.clone())).unwrap();
+        let actor = dev_actor();
+        let target = AuditTargetRef {
+            function_name: Some("f".into()),
+            ..Default::default()
         };
+        let rec = create_record(&actor, &target);
         log.write(&rec).unwrap();
         // copytruncate: someone else truncates the file under us.
         std::fs::OpenOptions::new()
@@ -306,28 +314,9 @@ mod tests {
     #[test]
     fn a_failed_write_is_returned_and_marks_the_sink_unhealthy() {
         let log = AuditLog::open(&AuditTarget::File("/dev/full".into())).unwrap();
-        let actor = Actor {
-            scope: Scope {
-                kind: ScopeKind::Dev,
-            },
-            tenant: None,
-            token_id: None,
-            token_index: None,
-        };
-        let rec = AuditRecord {
-            time: AuditLog::now(),
-            action: "function.create",
-            outcome: Outcome::Success,
-            status: 201,
-            actor: &actor,
-            target: &AuditTargetRef::default(),
-            request_id: "r1",
-            client: None,
-            trace_id: None,
-            method: "POST",
-            route: "/functions",
-            error: None,
-        };
+        let actor = dev_actor();
+        let target = AuditTargetRef::default();
+        let rec = create_record(&actor, &target);
         assert!(log.healthy());
         assert!(log.write(&rec).is_err());
         assert!(!log.healthy());

@@ -8,14 +8,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in metrics"))
-}
-
 #[tokio::test]
 async fn a_huge_path_makes_a_small_record_with_the_client_address() {
     let s = TestServer::start().await;
@@ -73,7 +65,10 @@ async fn audit_write_failures_are_counted_and_can_stop_changes() {
     lenient.deploy(Some(TENANT_7), "a", &wasm(ADD_WAT)).await;
     lenient.deploy(Some(TENANT_7), "b", &wasm(ADD_WAT)).await;
     let m = lenient.metrics().await;
-    assert_eq!(metric(&m, "tensor_wasm_audit_write_errors_total"), 2.0);
+    assert_eq!(
+        metric_value(&m, "tensor_wasm_audit_write_errors_total"),
+        2.0
+    );
 
     let strict = TestServer::start_with(Options {
         audit_file: Some("/dev/full".into()),
@@ -110,5 +105,5 @@ async fn audit_write_failures_are_counted_and_can_stop_changes() {
         .await;
     assert_eq!((status, v["results"][0].as_i64()), (200, Some(5)), "{v}");
     let m = strict.metrics().await;
-    assert!(metric(&m, "tensor_wasm_audit_write_errors_total") >= 3.0);
+    assert!(metric_value(&m, "tensor_wasm_audit_write_errors_total") >= 3.0);
 }

@@ -27,16 +27,7 @@ fn padded_module(seed: u32, pad: usize) -> Vec<u8> {
     payload.extend_from_slice(b"pad");
     payload.extend((0..pad).map(|i| (i as u32).wrapping_mul(2654435761).wrapping_add(seed) as u8));
     m.push(0); // custom section
-    let mut len = payload.len() as u64;
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            m.push(byte);
-            break;
-        }
-        m.push(byte | 0x80);
-    }
+    leb128(payload.len() as u64, &mut m);
     m.extend(payload);
     m
 }

@@ -501,17 +501,7 @@ async fn a_long_cpu_backend_op_stops_when_its_invocation_hits_the_deadline() {
 
 /// A module of one function with `locals` i32 locals and `nops` bytes of code.
 fn heavy_module(locals: u32, nops: usize) -> Vec<u8> {
-    fn leb(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
+    let leb = leb128;
     let mut body = Vec::new();
     leb(1, &mut body); // one local declaration
     leb(u64::from(locals), &mut body);

@@ -55,15 +55,6 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
     }
 }
 
-fn counter(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in metrics"))
-}
-
 async fn healthy(s: &TestServer) {
     let r = s.get("/healthz", None).send().await.expect("healthz");
     assert_eq!(r.status(), 200, "an honest client is still served");
@@ -94,7 +85,7 @@ async fn half_sent_request_heads_are_cut_off_at_the_header_timeout() {
     );
     let m = s.metrics().await;
     assert!(
-        counter(
+        metric_value(
             &m,
             "tensor_wasm_http_connections_timed_out_total{phase=\"header\"}"
         ) >= 100.0,
@@ -165,7 +156,7 @@ async fn an_idle_kept_alive_connection_is_closed_and_a_busy_one_is_not() {
     );
     let m = s.metrics().await;
     assert!(
-        counter(
+        metric_value(
             &m,
             "tensor_wasm_http_connections_timed_out_total{phase=\"idle\"}"
         ) >= 1.0
@@ -229,10 +220,14 @@ async fn connections_past_the_cap_get_a_cheap_503_and_room_returns() {
         .await
         .unwrap();
     assert!(
-        counter(&m, "tensor_wasm_http_connections_refused_total") >= 1.0,
+        metric_value(&m, "tensor_wasm_http_connections_refused_total") >= 1.0,
         "{m}"
     );
-    assert_eq!(counter(&m, "tensor_wasm_http_connections_open"), 1.0, "{m}");
+    assert_eq!(
+        metric_value(&m, "tensor_wasm_http_connections_open"),
+        1.0,
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -274,7 +269,7 @@ async fn a_bad_token_flood_is_throttled_per_address_without_audit_records() {
     assert_eq!(denied, 3, "only the 401s are audited");
     let m = s.metrics().await;
     assert_eq!(
-        counter(&m, "tensor_wasm_unauthenticated_throttled_total"),
+        metric_value(&m, "tensor_wasm_unauthenticated_throttled_total"),
         9.0
     );
 }

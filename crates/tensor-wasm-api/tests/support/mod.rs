@@ -373,3 +373,26 @@ pub fn sample_in_head(text: &str, n: usize, prefix: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Value of the sample line that starts with `series` (anywhere in the
+/// text); panics when there is none.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in metrics:\n{text}"))
+}
+
+/// Appends `v` as unsigned LEB128 (Wasm's integer encoding).
+pub fn leb128(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
