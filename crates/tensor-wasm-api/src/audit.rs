@@ -132,7 +132,12 @@ pub struct AuditRecord<'a> {
 
 enum Sink {
     Stdout,
-    File(File),
+    File {
+        file: File,
+        /// The last write failed partway: start the next on a fresh line,
+        /// so the half line does not swallow the next record.
+        torn: bool,
+    },
 }
 
 /// The audit sink shared by all requests.
@@ -153,7 +158,10 @@ impl AuditLog {
     pub fn open(target: &AuditTarget) -> std::io::Result<Self> {
         let sink = match target {
             AuditTarget::Stdout => Sink::Stdout,
-            AuditTarget::File(path) => Sink::File(open_append(path)?),
+            AuditTarget::File(path) => Sink::File {
+                file: open_append(path)?,
+                torn: false,
+            },
         };
         Ok(Self {
             sink: Mutex::new(sink),
@@ -185,10 +193,19 @@ impl AuditLog {
                 let mut out = std::io::stdout().lock();
                 out.write_all(&line).and_then(|()| out.flush())
             }
-            Sink::File(f) => f.write_all(&line).and_then(|()| f.flush()),
+            Sink::File { file, torn } => {
+                let prefix: &[u8] = if *torn { b"\n" } else { b"" };
+                let result = file
+                    .write_all(prefix)
+                    .and_then(|()| file.write_all(&line))
+                    .and_then(|()| file.flush());
+                *torn = result.is_err();
+                result
+            }
         };
-        drop(sink);
+        // Under the lock: a later success must not overwrite a newer failure.
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        drop(sink);
         if let Err(err) = &result {
             tracing::error!(
                 %err,
@@ -212,7 +229,7 @@ impl AuditLog {
         };
         let result = match &mut *sink {
             Sink::Stdout => std::io::stdout().lock().flush(),
-            Sink::File(f) => f.flush().and_then(|()| f.sync_data()),
+            Sink::File { file, .. } => file.flush().and_then(|()| file.sync_data()),
         };
         if let Err(err) = result {
             tracing::error!(%err, "cannot flush audit log");

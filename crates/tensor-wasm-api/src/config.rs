@@ -252,14 +252,16 @@ impl TrustedProxies {
             return Some(peer);
         }
         let mut client = peer;
+        // Split the raw bytes: a client's non-ASCII byte in its own part of
+        // the header must not make the entries a proxy appended unreadable.
         let entries = headers
             .get_all("x-forwarded-for")
             .iter()
             .rev()
-            .flat_map(|v| v.to_str().unwrap_or("!").rsplit(','))
+            .flat_map(|v| v.as_bytes().rsplit(|b| *b == b','))
             .take(MAX_FORWARDED_HOPS);
         for entry in entries {
-            let entry = entry.trim();
+            let entry = std::str::from_utf8(entry).unwrap_or("!").trim();
             let Some(ip) = entry
                 .parse::<std::net::IpAddr>()
                 .ok()

@@ -185,7 +185,10 @@ impl Activity {
     }
 }
 
-/// Resolves when the connection has overstayed its phase.
+/// Resolves when the connection has overstayed its phase. The phase can
+/// change while it sleeps (a new head starting during an idle wait brings
+/// the deadline forward), so it never sleeps longer than the shorter
+/// timeout: a deadline is noticed at most that late.
 async fn watchdog(activity: &Activity, limits: &ConnectionLimits) -> TimedOut {
     let recheck = limits.header_read_timeout.min(limits.idle_timeout);
     loop {
@@ -196,7 +199,7 @@ async fn watchdog(activity: &Activity, limits: &ConnectionLimits) -> TimedOut {
                 if now >= at {
                     return why;
                 }
-                tokio::time::sleep(Duration::from_millis(at - now)).await;
+                tokio::time::sleep(Duration::from_millis(at - now).min(recheck)).await;
             }
         }
     }
@@ -302,6 +305,10 @@ pub(crate) async fn serve(
     let slots = Arc::new(Semaphore::new(max));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Connection tasks live in a set owned by this future: when the caller
+    // gives up on it (the shutdown grace period is over), dropping it aborts
+    // them all, and with them their hold on the shared state.
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -315,6 +322,7 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
@@ -325,7 +333,7 @@ pub(crate) async fn serve(
                     _permit: permit,
                     metrics: metrics.clone(),
                 };
-                tokio::spawn(serve_connection(
+                connections.spawn(serve_connection(
                     stream,
                     peer,
                     router.clone(),
@@ -346,8 +354,7 @@ pub(crate) async fn serve(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    // Every connection holds a slot until it ends.
-    let _all = slots.acquire_many(max as u32).await;
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
 

@@ -94,13 +94,15 @@ impl UnauthenticatedLimit {
         }
     }
 
-    /// `Err(seconds to wait)` when `client` has spent its budget.
+    /// `Err(seconds to wait)` when `client` has spent its budget. IPv6
+    /// clients share one budget per /64 (one subscriber's prefix: otherwise
+    /// each of its 2^64 addresses would bring a fresh budget).
     pub(crate) fn check(&self, client: Option<IpAddr>) -> Result<(), u64> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
         limiter
-            .check_key(&client)
+            .check_key(&client.map(budget_key))
             .map_err(|not_until| retry_after(not_until.wait_time_from(self.clock.now())))
     }
 
@@ -110,6 +112,21 @@ impl UnauthenticatedLimit {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+/// The address a failed-authentication budget is kept for: IPv4 as is
+/// (also when written IPv4-mapped), IPv6 cut to its /64.
+fn budget_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
     }
 }
 
@@ -365,6 +382,21 @@ mod tests {
         assert!(limits.check(RateKey::Token(0)).is_ok());
         let wait = limits.check(RateKey::Token(0)).unwrap_err();
         assert!(wait >= 1);
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            budget_key(ip("2001:db8:1:2::1")),
+            budget_key(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            budget_key(ip("2001:db8:1:2::1")),
+            budget_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(budget_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(budget_key(ip("192.0.2.1")), ip("192.0.2.1"));
     }
 
     #[test]

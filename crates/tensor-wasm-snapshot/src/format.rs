@@ -179,6 +179,15 @@ pub fn encode(
     }
     let raw = postcard::to_stdvec(&snapshot.state)
         .map_err(|e| SnapshotError::Malformed(format!("body does not serialise: {e}")))?;
+    // Never write what no reader accepts (it would be quarantined later).
+    let raw_len = raw.len() as u64;
+    let stored = snapshot.state.stored_bytes();
+    if raw_len > MAX_BODY_RAW_LEN || raw_len.saturating_sub(stored) > MAX_BODY_OVERHEAD {
+        return Err(SnapshotError::Unsupported(format!(
+            "a snapshot body of {raw_len} bytes ({stored} of memory content) exceeds what \
+             readers accept ({MAX_BODY_RAW_LEN} bytes, at most {MAX_BODY_OVERHEAD} besides memory)"
+        )));
+    }
     let body = compress(&raw, progress)?;
 
     let mut flags = 0u32;

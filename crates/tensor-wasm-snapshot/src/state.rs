@@ -151,7 +151,11 @@ pub struct InstanceState {
 impl InstanceState {
     /// Sum of the memories' sizes at capture, in bytes.
     pub fn memory_bytes(&self) -> u64 {
-        self.memories.iter().map(|m| m.size_bytes).sum()
+        // Saturating: a crafted body must not overflow (it then fails the
+        // comparison with its header instead).
+        self.memories
+            .iter()
+            .fold(0u64, |sum, m| sum.saturating_add(m.size_bytes))
     }
 
     /// Bytes of memory content actually stored (before compression).
@@ -159,8 +163,7 @@ impl InstanceState {
         self.memories
             .iter()
             .flat_map(|m| m.segments.iter())
-            .map(|s| s.bytes.len() as u64)
-            .sum()
+            .fold(0u64, |sum, s| sum.saturating_add(s.bytes.len() as u64))
     }
 }
 

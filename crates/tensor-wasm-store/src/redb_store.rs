@@ -58,8 +58,10 @@ const KNOWN_TABLES: [&str; 3] = ["meta", "functions", "wasm"];
 /// that itself on the next call, so a server recovers once space returns,
 /// without a restart (RELIABILITY.md, "Store failures").
 pub struct RedbStore {
-    /// `None` while a reopen has failed (retried on the next call).
-    db: std::sync::RwLock<Option<Database>>,
+    /// `None` while a reopen has failed (retried on the next call); the
+    /// number counts reopens, so callers that saw the same failure reopen
+    /// once between them, not once each.
+    db: std::sync::RwLock<(u64, Option<Database>)>,
     path: PathBuf,
     schema: SchemaInfo,
 }
@@ -89,7 +91,7 @@ impl RedbStore {
             );
         }
         Ok(Self {
-            db: std::sync::RwLock::new(Some(db)),
+            db: std::sync::RwLock::new((0, Some(db))),
             path: path.to_path_buf(),
             schema,
         })
@@ -99,32 +101,38 @@ impl RedbStore {
     /// failure poisoned it (or a reopen failed before), closes and reopens
     /// the file first and runs `op` once more.
     fn with_db<T>(&self, op: impl Fn(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        {
+        let seen = {
             let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(db) = guard.as_ref() {
+            if let Some(db) = guard.1.as_ref() {
                 match op(db) {
                     Err(StoreError::NeedsReopen(_)) => {}
                     other => return other,
                 }
             }
-        }
-        self.reopen()?;
+            guard.0
+        };
+        self.reopen(seen)?;
         let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref() {
+        match guard.1.as_ref() {
             Some(db) => op(db),
             None => Err(StoreError::NeedsReopen("reopen failed".into())),
         }
     }
 
-    fn reopen(&self) -> Result<(), StoreError> {
+    /// Reopens the file unless another caller already did since `seen`.
+    fn reopen(&self, seen: u64) -> Result<(), StoreError> {
         let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if guard.0 != seen && guard.1.is_some() {
+            return Ok(());
+        }
+        guard.0 += 1;
         // Close first: the open database holds the file's lock.
-        *guard = None;
+        guard.1 = None;
         match open_writer(&self.path) {
             Ok(db) => {
                 tracing::warn!(path = %self.path.display(),
                     "function store reopened after an I/O failure; writes work again");
-                *guard = Some(db);
+                guard.1 = Some(db);
                 Ok(())
             }
             Err(e) => {
