@@ -238,4 +238,17 @@ fn cuda_kernel_cache_writes_cubins_to_the_cache_dir() {
     assert_eq!(files.len(), 1, "one cubin cached");
     // Second load comes from the cache file.
     gpu.load_module(SAXPY_PTX, &key).unwrap();
+    // A tampered entry is never handed to the driver: it is relinked and
+    // rewritten, sealed again.
+    let path = files[0].as_ref().unwrap().path();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    gpu.load_module(SAXPY_PTX, &key).unwrap();
+    assert_ne!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the tampered entry was replaced"
+    );
 }
