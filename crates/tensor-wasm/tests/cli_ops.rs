@@ -170,3 +170,31 @@ fn serve_refuses_short_and_placeholder_tokens_naming_the_entry() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("placeholder"), "{stderr}");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn audit_required_from_an_env_file_refuses_changes_while_the_audit_sink_fails() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let admin = "audit-required-admin-token-0123";
+    let mut spec = support::ServerSpec::new(&tmp.path().join("d"), &format!("{admin}:tenant=*"));
+    // As an env file writes it; /dev/full fails every write like a full disk.
+    spec.audit_log = Some("file:/dev/full".into());
+    spec.env = vec![("TENSOR_WASM_API_AUDIT_REQUIRED".into(), "1".into())];
+    let server = support::Server::start(&spec);
+    let deploy = || {
+        support::http()
+            .post(server.url("/functions"))
+            .bearer_auth(admin)
+            .json(&serde_json::json!({"name": "x", "wasm_b64": "AGFzbQEAAAA="}))
+            .send()
+            .expect("deploy request")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        deploy(),
+        201,
+        "the change whose record fails is how the sink is found failing"
+    );
+    assert_eq!(deploy(), 503, "then changes wait for the audit sink");
+}

@@ -54,7 +54,9 @@ pub struct ServeArgs {
 
     /// With 1, state-changing calls are refused with 503 while audit records
     /// cannot be written, rather than happen unaudited.
-    #[arg(long, env = "TENSOR_WASM_API_AUDIT_REQUIRED")]
+    /// (`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`).
+    #[arg(long, env = "TENSOR_WASM_API_AUDIT_REQUIRED",
+          value_parser = clap::builder::BoolishValueParser::new())]
     audit_required: bool,
 
     /// Proxies (addresses or CIDR ranges, comma-separated) whose

@@ -68,6 +68,8 @@ pub struct ServerSpec {
     pub tokens: String,
     /// `TENSOR_WASM_API_AUDIT_LOG` (`file:…` or `stdout`).
     pub audit_log: Option<String>,
+    /// More environment for the server, as an operator's env file sets it.
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerSpec {
@@ -78,6 +80,7 @@ impl ServerSpec {
             data_dir: data_dir.to_path_buf(),
             tokens: tokens.to_string(),
             audit_log: Some(format!("file:{}", data_dir.join("audit.log").display())),
+            env: Vec::new(),
         }
     }
 }
@@ -130,6 +133,7 @@ impl Server {
             if let Some(audit) = &spec.audit_log {
                 cmd.env("TENSOR_WASM_API_AUDIT_LOG", audit);
             }
+            cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
             let child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawning {}: {e}", spec.bin.display()));
