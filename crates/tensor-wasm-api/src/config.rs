@@ -237,7 +237,7 @@ impl TrustedProxies {
         self.0.is_empty()
     }
 
-    fn trusts(&self, ip: std::net::IpAddr) -> bool {
+    pub(crate) fn trusts(&self, ip: std::net::IpAddr) -> bool {
         self.0.iter().any(|n| n.contains(&ip))
     }
 

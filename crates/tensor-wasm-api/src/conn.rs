@@ -1,6 +1,8 @@
 //! The accept loop, and what bounds one connection: a cap on open
-//! connections, a deadline for each request head, and an idle timeout for a
-//! kept-alive connection with nothing in flight. The request-body deadline
+//! connections, a smaller cap on those from one client address (so one
+//! address cannot take every slot and hold them), a deadline for each
+//! request head, and an idle timeout for a kept-alive connection with
+//! nothing in flight. The request-body deadline
 //! applies where bodies are read ([`crate::limits::read_body`]).
 //!
 //! hyper serves each connection; a watchdog beside it closes the connection
@@ -16,10 +18,11 @@
 //!   either direction, so a client that stops reading its response is also
 //!   cut off.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -34,10 +37,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::config::TrustedProxies;
 use crate::metrics::GatewayMetrics;
 
 /// Default cap on open connections (`TENSOR_WASM_API_MAX_CONNECTIONS`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default cap on open connections from one client address
+/// (`TENSOR_WASM_API_MAX_CONNECTIONS_PER_CLIENT`): IPv4 addresses each,
+/// IPv6 per /64; trusted proxies are not capped.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
 /// Default time a client has to send a whole request head
 /// (`TENSOR_WASM_API_HEADER_READ_TIMEOUT_MS`).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +67,10 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct ConnectionLimits {
     /// Open connections at most; past it new ones get a canned `503` and are closed.
     pub max_connections: usize,
+    /// Open connections from one address (IPv6: one /64) at most; past it
+    /// the same canned `503`. Peers in `TENSOR_WASM_API_TRUSTED_PROXIES` are
+    /// not capped: a load balancer carries every client.
+    pub max_connections_per_client: usize,
     /// Time from accept (or from the first byte of a later request) to a whole request head.
     pub header_read_timeout: Duration,
     /// Time a connection with nothing in flight may move no byte.
@@ -71,6 +83,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
@@ -279,14 +292,46 @@ impl Drop for RequestGuard {
     }
 }
 
-/// One open connection's slot: gives the slot back and lowers the gauge.
+/// Open connections per client address (see [`crate::limits::budget_key`]).
+#[derive(Default)]
+struct PerClient(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerClient {
+    /// Counts one more connection from `key`, unless `max` are open.
+    fn try_add(&self, key: IpAddr, max: usize) -> bool {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn remove(&self, key: IpAddr) {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&key);
+            }
+        }
+    }
+}
+
+/// One open connection's slot: gives the slot (and its address's count)
+/// back and lowers the gauge.
 struct Slot {
     _permit: OwnedSemaphorePermit,
+    client: Option<(IpAddr, Arc<PerClient>)>,
     metrics: GatewayMetrics,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some((key, per_client)) = &self.client {
+            per_client.remove(*key);
+        }
         self.metrics.connections_open.dec();
     }
 }
@@ -298,11 +343,14 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    trusted_proxies: TrustedProxies,
     metrics: GatewayMetrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
+    let per_client = Arc::new(PerClient::default());
+    let per_client_max = limits.max_connections_per_client.max(1);
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT));
     let (stop_tx, stop_rx) = watch::channel(false);
     // Connection tasks live in a set owned by this future: when the caller
@@ -326,11 +374,24 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let client =
+            (!trusted_proxies.trusts(peer.ip())).then(|| crate::limits::budget_key(peer.ip()));
+        if let Some(key) = client
+            && !per_client.try_add(key, per_client_max)
+        {
+            metrics.connection_refused("client");
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(refuse(stream, permit, TOO_MANY_CLIENT_CONNECTIONS));
+            }
+            continue;
+        }
+        let client = client.map(|key| (key, per_client.clone()));
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 metrics.connections_open.inc();
                 let slot = Slot {
                     _permit: permit,
+                    client,
                     metrics: metrics.clone(),
                 };
                 connections.spawn(serve_connection(
@@ -344,9 +405,12 @@ pub(crate) async fn serve(
                 ));
             }
             Err(_) => {
-                metrics.connections_refused.inc();
+                if let Some((key, per_client)) = client {
+                    per_client.remove(key);
+                }
+                metrics.connection_refused("server");
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                    tokio::spawn(refuse(stream, permit));
+                    tokio::spawn(refuse(stream, permit, TOO_MANY_CONNECTIONS));
                 }
                 // Otherwise dropping the stream closes it.
             }
@@ -367,9 +431,18 @@ content-length: 95\r\n\
 \r\n\
 {\"error\":{\"code\":\"too_many_connections\",\"message\":\"the server has too many open connections\"}}\n";
 
-async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+/// The answer to a connection past its address's cap.
+const TOO_MANY_CLIENT_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 97\r\n\
+\r\n\
+{\"error\":{\"code\":\"too_many_connections\",\"message\":\"this address has too many open connections\"}}\n";
+
+async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit, answer: &'static [u8]) {
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
-        stream.write_all(TOO_MANY_CONNECTIONS).await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await
     })
     .await;
@@ -439,6 +512,7 @@ mod tests {
     fn limits() -> ConnectionLimits {
         ConnectionLimits {
             max_connections: 1,
+            max_connections_per_client: 1,
             header_read_timeout: Duration::from_millis(100),
             idle_timeout: Duration::from_millis(1000),
             body_timeout: Duration::from_millis(100),
@@ -483,14 +557,32 @@ mod tests {
     }
 
     #[test]
-    fn the_canned_refusal_declares_its_body_length() {
-        let text = std::str::from_utf8(TOO_MANY_CONNECTIONS).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(
-            head.contains(&format!("content-length: {}", body.len())),
-            "{head}"
-        );
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["error"]["code"], "too_many_connections");
+    fn the_canned_refusals_declare_their_body_length() {
+        for canned in [TOO_MANY_CONNECTIONS, TOO_MANY_CLIENT_CONNECTIONS] {
+            let text = std::str::from_utf8(canned).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(
+                head.contains(&format!("content-length: {}", body.len())),
+                "{head}"
+            );
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(v["error"]["code"], "too_many_connections");
+        }
+    }
+
+    #[test]
+    fn per_client_counts_stop_at_the_cap_and_are_forgotten_at_zero() {
+        let p = PerClient::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(p.try_add(a, 2) && p.try_add(a, 2));
+        assert!(!p.try_add(a, 2), "third from one address refused");
+        assert!(p.try_add(b, 2), "another address unaffected");
+        p.remove(a);
+        assert!(p.try_add(a, 2), "a closed connection frees its place");
+        p.remove(a);
+        p.remove(a);
+        p.remove(b);
+        assert!(p.0.lock().unwrap().is_empty(), "no entry left behind");
     }
 }

@@ -117,7 +117,7 @@ impl UnauthenticatedLimit {
 
 /// The address a failed-authentication budget is kept for: IPv4 as is
 /// (also when written IPv4-mapped), IPv6 cut to its /64.
-fn budget_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn budget_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -160,13 +160,22 @@ pub struct GatewayMetrics {
     pub refused: Family<RefusalLabels, Counter>,
     /// `tensor_wasm_http_connections_open`.
     pub connections_open: Gauge,
-    /// `tensor_wasm_http_connections_refused_total`: accepted past the cap and closed.
-    pub connections_refused: Counter,
+    /// `tensor_wasm_http_connections_refused_total{cap}`: accepted past a
+    /// cap (`server`: all connections; `client`: one address's) and closed.
+    pub connections_refused: Family<CapLabels, Counter>,
     /// `tensor_wasm_http_connections_timed_out_total{phase}`.
     pub connections_timed_out: Family<PhaseLabels, Counter>,
     /// `tensor_wasm_unauthenticated_throttled_total`: failed authentications
     /// past their client address's budget.
     pub unauthenticated_throttled: Counter,
+}
+
+/// Labels of `tensor_wasm_http_connections_refused_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CapLabels {
+    /// `server` (`TENSOR_WASM_API_MAX_CONNECTIONS`) or `client`
+    /// (`TENSOR_WASM_API_MAX_CONNECTIONS_PER_CLIENT`).
+    pub cap: &'static str,
 }
 
 /// Labels of `tensor_wasm_http_connections_timed_out_total`.
@@ -299,10 +308,14 @@ impl GatewayMetrics {
             "HTTP connections open now",
             connections_open.clone(),
         );
-        let connections_refused = Counter::default();
+        let connections_refused = Family::<CapLabels, Counter>::default();
+        for cap in ["server", "client"] {
+            let _ = connections_refused.get_or_create(&CapLabels { cap });
+        }
         registry.register(
             "tensor_wasm_http_connections_refused",
-            "Connections answered 503 and closed because TENSOR_WASM_API_MAX_CONNECTIONS were open",
+            "Connections answered 503 and closed because TENSOR_WASM_API_MAX_CONNECTIONS were open \
+             (cap=server) or TENSOR_WASM_API_MAX_CONNECTIONS_PER_CLIENT from one address (cap=client)",
             connections_refused.clone(),
         );
         let connections_timed_out = Family::<PhaseLabels, Counter>::default();
@@ -349,6 +362,13 @@ impl GatewayMetrics {
                 tenant: tenant.to_owned(),
                 reason,
             })
+            .inc();
+    }
+
+    /// Counts one connection refused at a cap.
+    pub fn connection_refused(&self, cap: &'static str) {
+        self.connections_refused
+            .get_or_create(&CapLabels { cap })
             .inc();
     }
 

@@ -217,6 +217,7 @@ impl Gateway {
             listener,
             self.router(),
             self.connections,
+            self.state.inner.trusted_proxies.clone(),
             self.state.metrics().clone(),
             graceful,
         );

@@ -206,6 +206,19 @@ impl ModuleCache {
         None
     }
 
+    /// Removes the entry for `key`, if any (a module nobody will load again).
+    pub fn remove(&self, key: &blake3::Hash) {
+        if let Some(path) = self.entry_path(key) {
+            match fs::remove_file(&path) {
+                Ok(()) => tracing::debug!(path = %path.display(), "compile-cache entry removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove compile-cache entry")
+                }
+            }
+        }
+    }
+
     /// Stores a compiled module; failures are logged, never fatal (the cache is an optimisation).
     pub fn store(&self, key: &blake3::Hash, module: &Module) {
         let Some(path) = self.entry_path(key) else {

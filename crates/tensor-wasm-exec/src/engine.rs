@@ -327,6 +327,15 @@ impl Executor {
         );
     }
 
+    /// Removes `f`'s entry from the disk compile cache (for a module made for
+    /// something now deleted, such as a baked snapshot). `f` itself stays
+    /// usable; a later compile of the same bytes compiles afresh.
+    pub fn forget_cached(&self, f: &CompiledFunction) {
+        if let Ok(key) = blake3::Hash::from_hex(f.blake3_hex()) {
+            self.inner.cache.remove(&key);
+        }
+    }
+
     /// Validates and compiles Wasm bytes (or WAT text), using the disk cache.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledFunction, ExecError> {
         let wasm: std::borrow::Cow<'_, [u8]> = if bytes.starts_with(b"\0asm") {

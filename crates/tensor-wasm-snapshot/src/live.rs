@@ -199,6 +199,14 @@ impl WarmStart {
         }
     }
 
+    /// The compiled baked module, when there is one.
+    pub fn baked_module(&self) -> Option<&CompiledFunction> {
+        match self {
+            Self::Baked { compiled, .. } => Some(compiled),
+            Self::Applied { .. } => None,
+        }
+    }
+
     /// Whether instances start from a copy-on-write image of the snapshot.
     pub fn is_baked(&self) -> bool {
         matches!(self, Self::Baked { .. })

@@ -452,7 +452,8 @@ async fn delete(
         let background = state.clone();
         let function_id = id.clone();
         let removed = tokio::task::spawn_blocking(move || {
-            background.inner.snapshots.remove_function(&function_id)
+            let snapshots = &background.inner.snapshots;
+            snapshots.remove_function(background.executor(), &function_id)
         })
         .await;
         match removed {

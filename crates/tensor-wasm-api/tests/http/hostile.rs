@@ -633,3 +633,55 @@ async fn storage_quotas_stop_a_tenant_from_filling_the_disk() {
     assert_eq!(r.status(), 204);
     assert_eq!(deploy(TENANT_7, "c").await.0, 201);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_snapshot_creations_cannot_pass_the_quota_together() {
+    let limits = json!({"7": {"max_snapshots": 2}});
+    let s = TestServer::start_with(Options {
+        tenant_limits: Some(limits.to_string()),
+        ..Options::default()
+    })
+    .await;
+    let f = s.deploy(Some(TENANT_7), "add", &wasm(ADD_WAT)).await;
+    let id = f["id"].as_str().unwrap().to_owned();
+    let url = s.url(&format!("/functions/{id}/snapshots"));
+    let create = || {
+        let (client, url) = (s.client.clone(), url.clone());
+        async move {
+            let r = client.post(url).bearer_auth(TENANT_7).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        tasks.spawn(create());
+    }
+    let burst = tasks.join_all().await;
+    let created = burst.iter().filter(|(st, _)| *st == 201).count();
+    for (st, v) in &burst {
+        assert!(
+            *st == 201 || (*st == 403 && error_code(v) == "quota_exceeded"),
+            "{st} {v}"
+        );
+    }
+    assert!(
+        (1..=2).contains(&created),
+        "a quota of 2 let {created} of 8 concurrent creations through"
+    );
+    // Whatever the burst left, the quota is exact afterwards.
+    if created < 2 {
+        assert_eq!(create().await.0, 201);
+    }
+    let (st, v) = create().await;
+    assert_eq!((st, error_code(&v)), (403, "quota_exceeded"), "{v}");
+    let listed: Value = s
+        .get(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["snapshots"].as_array().unwrap().len(), 2, "{listed}");
+}

@@ -16,6 +16,7 @@ use crate::support::*;
 fn limits(header_ms: u64, idle_ms: u64, body_ms: u64, max: usize) -> ConnectionLimits {
     ConnectionLimits {
         max_connections: max,
+        max_connections_per_client: tensor_wasm_api::conn::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         header_read_timeout: Duration::from_millis(header_ms),
         idle_timeout: Duration::from_millis(idle_ms),
         body_timeout: Duration::from_millis(body_ms),
@@ -220,7 +221,10 @@ async fn connections_past_the_cap_get_a_cheap_503_and_room_returns() {
         .await
         .unwrap();
     assert!(
-        metric_value(&m, "tensor_wasm_http_connections_refused_total") >= 1.0,
+        metric_value(
+            &m,
+            r#"tensor_wasm_http_connections_refused_total{cap="server"}"#
+        ) >= 1.0,
         "{m}"
     );
     assert_eq!(
@@ -228,6 +232,86 @@ async fn connections_past_the_cap_get_a_cheap_503_and_room_returns() {
         1.0,
         "{m}"
     );
+}
+
+/// Connects to `s` from the loopback address `from` (all of 127/8 is local).
+async fn connect_from(s: &TestServer, from: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(format!("{from}:0").parse().unwrap())
+        .expect("bind a loopback source address");
+    socket
+        .connect(s.base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .expect("connect")
+}
+
+/// Sends `GET /healthz` on `c` and returns the status line.
+async fn healthz_on(c: &mut TcpStream) -> String {
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let got = read_until_closed(c, Duration::from_secs(5)).await;
+    got.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_slot() {
+    let mut l = limits(10_000, 10_000, 10_000, 64);
+    l.max_connections_per_client = 3;
+    let s = start(l).await;
+    // The attacker holds its share of the slots (an idle connection with a
+    // cheap request now and then would keep them until the idle timeout).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from(&s, "127.0.0.1").await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = connect_from(&s, "127.0.0.1").await;
+    let got = read_until_closed(&mut extra, Duration::from_secs(3)).await;
+    assert!(got.starts_with("HTTP/1.1 503"), "{got}");
+    assert!(got.contains("this address has too many"), "{got}");
+    // Another address is served while the attacker holds its three.
+    let mut honest = connect_from(&s, "127.0.0.2").await;
+    assert_eq!(healthz_on(&mut honest).await, "HTTP/1.1 200 OK");
+    // The attacker gets its places back as its connections close.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect_from(&s, "127.0.0.1").await;
+    assert_eq!(healthz_on(&mut again).await, "HTTP/1.1 200 OK");
+    let m = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric_value(
+            &m,
+            r#"tensor_wasm_http_connections_refused_total{cap="client"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_is_not_capped_per_address() {
+    let mut l = limits(10_000, 10_000, 10_000, 64);
+    l.max_connections_per_client = 2;
+    let s = TestServer::start_with(Options {
+        connections: Some(l),
+        trusted_proxies: Some("127.0.0.1".into()),
+        ..Options::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(connect_from(&s, "127.0.0.1").await);
+    }
+    for c in &mut held {
+        assert_eq!(healthz_on(c).await, "HTTP/1.1 200 OK");
+    }
 }
 
 #[tokio::test]

@@ -90,6 +90,17 @@ async fn snapshot_captures_init_and_serves_warm_calls_across_a_restart() {
         (200, &json!([16383 * 7 + 1])),
         "{again}"
     );
+    assert_eq!(again["restore"], "baked", "{again}");
+    let cached = || {
+        std::fs::read_dir(s.data_dir.join("jit-cache"))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".cwasm")
+            })
+            .count()
+    };
+    let cached_with_snapshot = cached();
 
     // Delete, then it is gone.
     let resp = s
@@ -101,6 +112,11 @@ async fn snapshot_captures_init_and_serves_warm_calls_across_a_restart() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
+    assert_eq!(
+        cached(),
+        cached_with_snapshot - 1,
+        "the baked module's compile-cache entry goes with its snapshot"
+    );
     let (status, gone) = invoke_from(&s, TENANT_7, &id, "latest", 1).await;
     assert_eq!(
         (status, error_code(&gone)),
@@ -168,14 +184,19 @@ async fn a_damaged_snapshot_file_is_quarantined_at_start_up() {
     assert!(!path.exists());
     let (status, v) = invoke_from(&s, TENANT_7, &id, snap_id, 1).await;
     assert_eq!((status, error_code(&v)), (404, "snapshot_not_found"), "{v}");
-    let m = s.metrics().await;
-    assert!(
-        m.lines()
-            .any(|l| l.starts_with("tensor_wasm_snapshots_total{")
+    // Counted just after the move: poll for it too.
+    loop {
+        let m = s.metrics().await;
+        if m.lines().any(|l| {
+            l.starts_with("tensor_wasm_snapshots_total{")
                 && l.contains("action=\"quarantine\"")
-                && l.contains("snapshot_checksum_mismatch")),
-        "{m}"
-    );
+                && l.contains("snapshot_checksum_mismatch")
+        }) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not counted: {m}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // The plain route is unaffected.
     let (status, cold) = s.invoke(Some(TENANT_7), &id, "lookup", json!([1])).await;
     assert_eq!((status, &cold["results"]), (200, &json!([-1])), "{cold}");

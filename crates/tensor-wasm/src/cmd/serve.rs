@@ -81,6 +81,12 @@ pub struct ServeArgs {
           default_value_t = tensor_wasm_api::conn::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 
+    /// Open connections from one client address (IPv6: one /64) at most;
+    /// peers in TENSOR_WASM_API_TRUSTED_PROXIES are not capped.
+    #[arg(long, env = "TENSOR_WASM_API_MAX_CONNECTIONS_PER_CLIENT",
+          default_value_t = tensor_wasm_api::conn::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    max_connections_per_client: usize,
+
     /// Milliseconds a client has to send a whole request head (from connect,
     /// or from the first byte of a later request on a kept-alive connection).
     #[arg(
@@ -230,6 +236,10 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_body_bytes = args.max_body_bytes;
     config.connections = tensor_wasm_api::ConnectionLimits {
         max_connections: positive(args.max_connections, "TENSOR_WASM_API_MAX_CONNECTIONS")?,
+        max_connections_per_client: positive(
+            args.max_connections_per_client,
+            "TENSOR_WASM_API_MAX_CONNECTIONS_PER_CLIENT",
+        )?,
         header_read_timeout: millis(
             args.header_read_timeout_ms,
             "TENSOR_WASM_API_HEADER_READ_TIMEOUT_MS",

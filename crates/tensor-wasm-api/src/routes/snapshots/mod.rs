@@ -307,12 +307,20 @@ async fn create_inner(
     };
     let service = &state.inner.snapshots;
     let key = service.key()?.cloned();
+    // A capped tenant's creation counts against its quota from the check
+    // until its file is written. The check runs under the quota lock and
+    // reads the in-flight count before listing the files, so concurrent
+    // creations are never under-counted (one finishing in between may be
+    // counted twice, which errs on the side of the quota).
+    let mut creating = None;
     if let Some(max) = state
         .inner
         .tenant_limits
         .quota(&f.record.tenant)
         .max_snapshots
     {
+        let _quota = state.inner.quota_lock.lock().await;
+        let in_flight = service.creating(&f.record.tenant);
         let (dir, tenant) = (service.dir.clone(), f.record.tenant.clone());
         let held = tokio::task::spawn_blocking(move || {
             dir.list().map(|all| {
@@ -326,15 +334,17 @@ async fn create_inner(
             })
         })
         .await
-        .map_err(|e| SnapshotFailure::Internal(format!("snapshot count task failed: {e}")))??;
+        .map_err(|e| SnapshotFailure::Internal(format!("snapshot count task failed: {e}")))??
+            + in_flight;
         if held >= max {
             return Err(ApiError::QuotaExceeded(format!(
-                "tenant `{}` already keeps {held} snapshots, its quota (max_snapshots {max}); \
+                "tenant `{}` already keeps or is creating {held} snapshots, its quota (max_snapshots {max}); \
                  delete one first",
                 f.record.tenant
             ))
             .into());
         }
+        creating = Some(service.start_creating(&f.record.tenant));
     }
     let module = module_for(state, f).await?;
 
@@ -366,6 +376,8 @@ async fn create_inner(
     .await
     .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))??;
     drop(permit);
+    // On disk now: the listing counts it.
+    drop(creating);
     let header = tensor_wasm_snapshot::dir::read_header_file(&path)?;
     lock(&service.latest).insert(f.record.id.0.clone(), id.clone());
 
@@ -431,7 +443,7 @@ async fn remove(
     let target = target(&f, Some(&path.snapshot_id));
     match &result {
         Ok(()) => {
-            service.forget(&path.function_id, &path.snapshot_id);
+            service.forget(state.executor(), &path.function_id, &path.snapshot_id);
             service.count("delete", "ok");
             audit(&state, &caller, "snapshot.delete", Ok(204), &target);
         }

@@ -14,6 +14,8 @@ use tensor_wasm_snapshot::{
     SigningKey, SnapshotDir, SnapshotError, SnapshotModule, VerifyPolicy, WarmStart,
 };
 
+use tensor_wasm_exec::Executor;
+
 use crate::error::ApiError;
 use crate::state::{AppState, DeployedFunction};
 
@@ -44,6 +46,28 @@ pub struct SnapshotService {
     /// only ever finds a snapshot of the function the caller already owns.
     pub(super) prepared: Mutex<Vec<(PreparedKey, Arc<WarmStart>)>>,
     pub(super) latest: Mutex<HashMap<String, String>>,
+    /// Snapshots of capped tenants being created now (counted against
+    /// `max_snapshots` until their file is written), by tenant.
+    pub(super) creating: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// One snapshot being created, counted against its tenant's quota until
+/// dropped (its file written, or the creation failed).
+pub(super) struct Creating {
+    creating: Arc<Mutex<HashMap<String, u64>>>,
+    tenant: String,
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        let mut creating = lock(&self.creating);
+        if let Some(n) = creating.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                creating.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SnapshotService {
@@ -81,6 +105,21 @@ impl SnapshotService {
             modules: Mutex::default(),
             prepared: Mutex::default(),
             latest: Mutex::default(),
+            creating: Arc::default(),
+        }
+    }
+
+    /// Snapshots of `tenant` being created now.
+    pub(super) fn creating(&self, tenant: &str) -> u64 {
+        lock(&self.creating).get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Counts one more snapshot of `tenant` as being created.
+    pub(super) fn start_creating(&self, tenant: &str) -> Creating {
+        *lock(&self.creating).entry(tenant.to_owned()).or_insert(0) += 1;
+        Creating {
+            creating: self.creating.clone(),
+            tenant: tenant.to_owned(),
         }
     }
 
@@ -121,7 +160,11 @@ impl SnapshotService {
 
     /// Deletes every snapshot file of a deleted function and drops what is
     /// cached for it; returns how many files went. Blocking (file system).
-    pub(crate) fn remove_function(&self, function_id: &str) -> Result<usize, SnapshotError> {
+    pub(crate) fn remove_function(
+        &self,
+        executor: &Executor,
+        function_id: &str,
+    ) -> Result<usize, SnapshotError> {
         let listed = self.dir.list_for_function(function_id)?;
         let mut removed = 0;
         for (snapshot_id, _) in &listed {
@@ -130,18 +173,38 @@ impl SnapshotService {
                 Err(e) => return Err(e),
             }
         }
-        lock(&self.prepared).retain(|((f, _), _)| f != function_id);
+        self.drop_prepared(executor, |f, _| f == function_id);
         lock(&self.latest).remove(function_id);
         let prefix = format!("{function_id}:");
         lock(&self.modules).retain(|key, _| !key.starts_with(&prefix));
         Ok(removed)
     }
 
-    pub(super) fn forget(&self, function_id: &str, snapshot_id: &str) {
-        lock(&self.prepared).retain(|((f, s), _)| !(f == function_id && s == snapshot_id));
+    /// Drops what is cached for a deleted snapshot, its baked module's
+    /// compile-cache entry included.
+    pub(super) fn forget(&self, executor: &Executor, function_id: &str, snapshot_id: &str) {
+        self.drop_prepared(executor, |f, s| f == function_id && s == snapshot_id);
         let mut latest = lock(&self.latest);
         if latest.get(function_id).is_some_and(|l| l == snapshot_id) {
             latest.remove(function_id);
+        }
+    }
+
+    /// Drops the prepared snapshots `which` selects and removes their baked
+    /// modules from the disk compile cache: nothing will load them again.
+    /// (A baked module prepared by an earlier process and not prepared in
+    /// this one stays until the cache's size cap evicts it.)
+    fn drop_prepared(&self, executor: &Executor, which: impl Fn(&str, &str) -> bool) {
+        let dropped: Vec<Arc<WarmStart>> = {
+            let mut prepared = lock(&self.prepared);
+            let (gone, kept) = std::mem::take(&mut *prepared)
+                .into_iter()
+                .partition(|((f, s), _)| which(f, s));
+            *prepared = kept;
+            gone.into_iter().map(|(_, w)| w).collect()
+        };
+        for baked in dropped.iter().filter_map(|w| w.baked_module()) {
+            executor.forget_cached(baked);
         }
     }
 }
