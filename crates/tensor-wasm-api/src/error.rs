@@ -271,13 +271,8 @@ pub enum StartupError {
         source: std::io::Error,
     },
     /// `audit.key` or `cache.key` cannot be read or created.
-    #[error("key file {path}: {message}")]
-    AuditKey {
-        /// The key file.
-        path: std::path::PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    Key(#[from] tensor_wasm_fs::KeyError),
     /// A tenant's limits do not fit the engine (e.g. memory above the pool's ceiling).
     #[error("tenant limits: {0}")]
     TenantLimits(String),

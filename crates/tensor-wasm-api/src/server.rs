@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use prometheus_client::registry::Registry;
 use tensor_wasm_exec::{EngineConfig, Executor};
+use tensor_wasm_fs::{DataDir, Secret};
 use tensor_wasm_store::FunctionStore;
 use tokio::net::TcpListener;
 
@@ -20,11 +21,6 @@ use crate::error::StartupError;
 use crate::limits::RateLimits;
 use crate::metrics::GatewayMetrics;
 use crate::state::{AppState, FunctionRegistry, Shared};
-
-/// File name of the SipHash key for `token_id`s, under the data dir.
-pub const AUDIT_KEY_FILE: &str = "audit.key";
-/// File name of the key that authenticates compile-cache entries.
-pub const CACHE_KEY_FILE: &str = "cache.key";
 
 /// A ready-to-serve gateway.
 pub struct Gateway {
@@ -52,7 +48,8 @@ impl Gateway {
     pub fn open(config: ApiConfig) -> Result<Self, StartupError> {
         tensor_wasm_store::backup::check_no_interrupted_restore(&config.data_dir)?;
         prepare_data_dir(&config.data_dir)?;
-        let store = tensor_wasm_store::RedbStore::open_in_data_dir(&config.data_dir)?;
+        let store =
+            tensor_wasm_store::RedbStore::open(&DataDir::new(&config.data_dir).store_file())?;
         Self::with_store(config, Arc::new(store))
     }
 
@@ -62,15 +59,16 @@ impl Gateway {
         store: Arc<dyn FunctionStore>,
     ) -> Result<Self, StartupError> {
         prepare_data_dir(&config.data_dir)?;
-        let key = load_or_create_key(&config.data_dir, AUDIT_KEY_FILE)?;
+        let data = DataDir::new(&config.data_dir);
+        let key = data.load_or_create_key(Secret::AuditKey)?;
         let auth = Authenticator::new(&config.tokens, TokenIdHasher::new(key));
         let dev_mode = auth.dev_mode();
         let audit = AuditLog::open(&config.audit).map_err(StartupError::AuditLog)?;
 
-        let cache_key = load_or_create_key(&config.data_dir, CACHE_KEY_FILE)?;
+        let cache_key = data.load_or_create_key(Secret::CacheKey)?;
 
         let engine_config = EngineConfig {
-            cache_dir: Some(config.data_dir.join("jit-cache")),
+            cache_dir: Some(data.compile_cache()),
             cache_key: Some(tensor_wasm_exec::CacheKey(cache_key)),
             gpu: config.gpu.clone(),
             ..config.engine.clone()
@@ -297,71 +295,12 @@ fn warn_dev_mode() {
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
-    let err = |source| StartupError::DataDir {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    for sub in ["snapshots", "jit-cache"] {
-        std::fs::create_dir_all(dir.join(sub)).map_err(err)?;
-    }
-    Ok(())
-}
-
-/// Reads `<data>/<name>`, creating it (32 random bytes, mode 0600) once
-/// (and the data directory with it).
-pub fn load_or_create_key(dir: &Path, name: &str) -> Result<[u8; 32], StartupError> {
-    use std::io::{Read, Write};
-    let path = dir.join(name);
-    let err = |message: String| StartupError::AuditKey {
-        path: path.clone(),
-        message,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create its directory: {e}")))?;
-    match std::fs::File::open(&path) {
-        Ok(mut f) => {
-            let mut key = [0u8; 32];
-            let mut extra = [0u8; 1];
-            f.read_exact(&mut key)
-                .map_err(|e| err(format!("cannot read 32 bytes: {e}")))?;
-            if f.read(&mut extra).map_err(|e| err(e.to_string()))? != 0 {
-                return Err(err("longer than 32 bytes; restore the original key or delete it (a new audit.key changes every token_id; a new cache.key only recompiles)".into()));
-            }
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            getrandom::fill(&mut key).map_err(|e| err(format!("no OS randomness: {e}")))?;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            // Write to a temp file and rename, so a crash never leaves a short key.
-            let tmp = dir.join(format!("{name}.tmp"));
-            let _ = std::fs::remove_file(&tmp);
-            let mut f = opts.open(&tmp).map_err(|e| err(e.to_string()))?;
-            f.write_all(&key)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| err(e.to_string()))?;
-            drop(f);
-            match std::fs::hard_link(&tmp, &path) {
-                Ok(()) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    Ok(key)
-                }
-                // Another process won the race: use its key.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let _ = std::fs::remove_file(&tmp);
-                    load_or_create_key(dir, name)
-                }
-                Err(e) => Err(err(e.to_string())),
-            }
-        }
-        Err(e) => Err(err(e.to_string())),
-    }
+    DataDir::new(dir)
+        .create()
+        .map_err(|source| StartupError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// Compiles stored functions into the registry until `deadline` (if any)

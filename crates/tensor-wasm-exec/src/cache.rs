@@ -102,21 +102,8 @@ impl ModuleCache {
 
     /// Removes temp files that a crashed writer left behind.
     fn sweep_temp_files(&self) {
-        let Some(dir) = &self.dir else { return };
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_TEMP);
-            if name.to_string_lossy().starts_with(".tmp-") && stale {
-                let _ = fs::remove_file(entry.path());
-            }
+        if let Some(dir) = &self.dir {
+            tensor_wasm_fs::durable::sweep_temp_files(dir, STALE_TEMP);
         }
     }
 
@@ -245,20 +232,13 @@ impl ModuleCache {
         let payload = module
             .serialize()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("entry")
-        ));
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(MAGIC)?;
-        f.write_all(self.mac(path, &payload).as_bytes())?;
-        f.write_all(&payload)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
+        fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        let mac = self.mac(path, &payload);
+        tensor_wasm_fs::durable::write_atomic_with(path, |f| {
+            f.write_all(MAGIC)?;
+            f.write_all(mac.as_bytes())?;
+            f.write_all(&payload)
+        })
     }
 }
 
@@ -323,7 +303,7 @@ mod tests {
         assert!(!dir.path().join("old.cwasm").exists());
         assert!(dir.path().join("mid.cwasm").exists() && dir.path().join("new.cwasm").exists());
 
-        let stale = dir.path().join(".tmp-1-x.cwasm");
+        let stale = dir.path().join(".x.cwasm.tmp-1");
         fs::write(&stale, b"half").unwrap();
         fs::File::options()
             .write(true)
@@ -331,7 +311,7 @@ mod tests {
             .unwrap()
             .set_modified(std::time::SystemTime::now() - 2 * STALE_TEMP)
             .unwrap();
-        let fresh = dir.path().join(".tmp-2-y.cwasm");
+        let fresh = dir.path().join(".y.cwasm.tmp-2");
         fs::write(&fresh, b"being written").unwrap();
         let _ = cache(dir.path(), 1, u64::MAX);
         assert!(!stale.exists(), "a crashed writer's temp file is swept");

@@ -70,7 +70,8 @@ impl Default for GpuQuotas {
 pub struct GpuConfig {
     /// Backend selection.
     pub backend: BackendChoice,
-    /// `<data>/jit-cache`; compiled kernels go to its `gpu/` subfolder. `None`: memory only.
+    /// Where linked kernels are cached (the data dir's kernel cache,
+    /// `tensor_wasm_fs::DataDir::kernel_cache`). `None`: memory only.
     pub cache_dir: Option<PathBuf>,
     /// Per-tenant quotas.
     pub quotas: GpuQuotas,
@@ -131,7 +132,7 @@ impl GpuRuntime {
     /// Opens the configured backend. `Auto` falls back to the CPU backend
     /// when no CUDA device opens, and logs the choice once.
     pub fn new(cfg: GpuConfig) -> Result<Arc<Self>, GpuError> {
-        let cuda_cache = cfg.cache_dir.as_ref().map(|d| d.join("gpu"));
+        let cuda_cache = cfg.cache_dir.clone();
         let backend: Arc<dyn Backend> = match cfg.backend {
             BackendChoice::Cpu => Arc::new(CpuBackend::new()),
             BackendChoice::Cuda => {

@@ -1,75 +1,33 @@
 //! Snapshot files on disk: atomic writes and the `<data>/snapshots/` directory.
 //!
-//! Crash safety: a file is written under a temporary name starting with `.`
-//! in the destination directory, fsynced, renamed over its final name and the
-//! directory fsynced. A killed writer therefore leaves either nothing, or a
-//! dot-named temp file that [`SnapshotDir::list`] ignores, never a partial file
-//! under a final name; and even a file cut short by other means (a partial
-//! copy) fails the length and checksum checks in [`crate::format`].
+//! Crash safety: files are written with [`tensor_wasm_fs::durable`] (a temp
+//! file starting with `.` in the destination directory, fsynced, renamed
+//! over its final name, the directory fsynced). A killed writer therefore
+//! leaves either nothing, or a dot-named temp file that [`SnapshotDir::list`]
+//! ignores, never a partial file under a final name; and even a file cut
+//! short by other means (a partial copy) fails the length and checksum
+//! checks in [`crate::format`]. Where the folder is, and what the files are
+//! called, is the data dir's layout ([`tensor_wasm_fs::DataDir`]).
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 
 use crate::error::SnapshotError;
-use crate::format::{self, EXTENSION, FIXED_HEADER_LEN, Progress, SnapshotHeader, VerifyPolicy};
+use tensor_wasm_fs::{DataDir, durable, names};
+
+use crate::format::{self, FIXED_HEADER_LEN, Progress, SnapshotHeader, VerifyPolicy};
 use crate::state::{Snapshot, hex};
 
 /// Name of the signing key file inside the data directory.
-pub const SIGNING_KEY_FILE: &str = "snapshot-signing.key";
-/// Name of the snapshot directory inside the data directory.
-pub const SNAPSHOTS_DIR: &str = "snapshots";
+pub const SIGNING_KEY_FILE: &str = names::SIGNING_KEY;
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory,
-/// fsync, rename, fsync of the directory).
+/// Writes `bytes` to `path` atomically and durably ([`durable::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "snapshot".into());
-    let temp = dir.join(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        random_hex(4)
-    ));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(|e| SnapshotError::io(&temp, e))?;
-        file.write_all(bytes)
-            .map_err(|e| SnapshotError::io(&temp, e))?;
-        file.sync_all().map_err(|e| SnapshotError::io(&temp, e))?;
-        drop(file);
-        fs::rename(&temp, path).map_err(|e| SnapshotError::io(path, e))?;
-        sync_dir(&dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
+    durable::write_atomic(path, bytes).map_err(|e| SnapshotError::io(path, e))
 }
-
-fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
-    #[cfg(unix)]
-    {
-        let handle = fs::File::open(dir).map_err(|e| SnapshotError::io(dir, e))?;
-        handle.sync_all().map_err(|e| SnapshotError::io(dir, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// Folder under the snapshot directory that damaged files are moved to.
-pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// Reads a whole snapshot file, reporting progress for large ones.
 pub fn read_file(
@@ -175,20 +133,13 @@ pub fn generate_signing_key(path: &Path) -> Result<SigningKey, SnapshotError> {
         path: path.to_path_buf(),
         reason: format!("no randomness: {e}"),
     })?;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| SnapshotError::SigningKey {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
+    // Written whole or not at all, owner-only, never over an existing key.
+    durable::write_new(path, format!("{}\n", hex(&seed)).as_bytes()).map_err(|e| {
+        SnapshotError::SigningKey {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
     })?;
-    file.write_all(format!("{}\n", hex(&seed)).as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| SnapshotError::io(path, e))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -213,7 +164,7 @@ impl SnapshotDir {
     /// The snapshot directory of data directory `data_dir`.
     pub fn in_data_dir(data_dir: &Path) -> Self {
         Self {
-            root: data_dir.join(SNAPSHOTS_DIR),
+            root: DataDir::new(data_dir).snapshots(),
         }
     }
 
@@ -232,7 +183,7 @@ impl SnapshotDir {
         if !is_valid_id(id) {
             return Err(SnapshotError::NotFound(id.to_string()));
         }
-        Ok(self.root.join(format!("{id}.{EXTENSION}")))
+        Ok(self.root.join(names::snapshot_file(id)))
     }
 
     /// Fresh id for a snapshot taken at `created_at_unix_ms`: sortable by
@@ -276,8 +227,8 @@ impl SnapshotDir {
     /// Deletes snapshot `id`.
     pub fn delete(&self, id: &str) -> Result<(), SnapshotError> {
         let path = self.path_of(id)?;
-        match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.root),
+        match durable::remove(&path) {
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(SnapshotError::NotFound(id.to_string()))
             }
@@ -290,12 +241,10 @@ impl SnapshotDir {
     /// the new path.
     pub fn quarantine(&self, id: &str) -> Result<PathBuf, SnapshotError> {
         let path = self.path_of(id)?;
-        let dir = self.root.join(QUARANTINE_DIR);
+        let dir = self.root.join(names::QUARANTINE);
         fs::create_dir_all(&dir).map_err(|e| SnapshotError::io(&dir, e))?;
-        let to = dir.join(format!("{id}.{EXTENSION}"));
-        fs::rename(&path, &to).map_err(|e| SnapshotError::io(&path, e))?;
-        sync_dir(&dir)?;
-        sync_dir(&self.root)?;
+        let to = dir.join(names::snapshot_file(id));
+        durable::rename(&path, &to).map_err(|e| SnapshotError::io(&path, e))?;
         Ok(to)
     }
 
@@ -314,7 +263,7 @@ impl SnapshotDir {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let Some(id) = name.strip_suffix(&format!(".{EXTENSION}")) else {
+            let Some(id) = names::snapshot_id(name) else {
                 continue;
             };
             if !is_valid_id(id) || !path.is_file() {

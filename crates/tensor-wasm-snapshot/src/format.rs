@@ -30,8 +30,8 @@ pub const FIXED_HEADER_LEN: usize = 160;
 pub const CHECKSUM_LEN: usize = 32;
 /// Length of the signature block (public key + signature) when SIGNED.
 pub const SIGNATURE_BLOCK_LEN: usize = 32 + 64;
-/// File name extension of snapshot files.
-pub const EXTENSION: &str = "tensor-wasm";
+/// File name extension of snapshot files (the data dir's layout names it).
+pub const EXTENSION: &str = tensor_wasm_fs::names::SNAPSHOT_EXTENSION;
 
 /// Header flag: a signature block precedes the checksum.
 pub const FLAG_SIGNED: u32 = 1 << 0;

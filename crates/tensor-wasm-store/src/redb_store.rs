@@ -36,8 +36,8 @@ use redb::{
 use crate::schema::{self, Compatibility, MIN_READER_VERSION, SCHEMA_VERSION, SchemaInfo};
 use crate::{FunctionId, FunctionRecord, FunctionStore, StoreError};
 
-/// File name of the store inside a data dir.
-pub const STORE_FILE_NAME: &str = "functions.redb";
+/// File name of the store inside a data dir (see [`tensor_wasm_fs::DataDir`]).
+pub const STORE_FILE_NAME: &str = tensor_wasm_fs::names::STORE_FILE;
 
 /// `&str` key → `u32`: `schema_version`, `min_reader_version`.
 pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
@@ -148,7 +148,7 @@ impl RedbStore {
         fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Backend(format!("create data dir {}: {e}", data_dir.display()))
         })?;
-        Self::open(&data_dir.join(STORE_FILE_NAME))
+        Self::open(&tensor_wasm_fs::DataDir::new(data_dir).store_file())
     }
 
     /// Path of the store file.
@@ -589,14 +589,13 @@ fn write_new_store_file(
         txn.commit().map_err(backend)?;
         db.close().map_err(|e| open_error(&partial, e))?;
         sync_file(&partial)?;
-        fs::rename(&partial, dest).map_err(|e| {
+        tensor_wasm_fs::durable::rename(&partial, dest).map_err(|e| {
             StoreError::Backend(format!(
                 "rename {} to {}: {e}",
                 partial.display(),
                 dest.display()
             ))
-        })?;
-        sync_dir(&parent)
+        })
     })();
     if result.is_err() {
         let _ = fs::remove_file(&partial);
@@ -612,7 +611,6 @@ fn sync_file(path: &Path) -> Result<(), StoreError> {
 
 /// Makes a rename in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::File::open(dir)
-        .and_then(|f| f.sync_all())
+    tensor_wasm_fs::durable::sync_dir(dir)
         .map_err(|e| StoreError::Backend(format!("fsync directory {}: {e}", dir.display())))
 }

@@ -9,9 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use support::{assert_consistent, deploy, wasm_for};
+use tensor_wasm_fs::names::{
+    AUDIT_KEY as AUDIT_KEY_FILE_NAME, SIGNING_KEY as SIGNING_KEY_FILE_NAME,
+};
 use tensor_wasm_store::backup::{
-    AUDIT_KEY_FILE_NAME, BackupError, MANIFEST_FILE_NAME, SIGNING_KEY_FILE_NAME, backup_data_dir,
-    backup_data_dir_with_store, restore_data_dir, verify_backup,
+    BackupError, MANIFEST_FILE_NAME, backup_data_dir, backup_data_dir_with_store, restore_data_dir,
+    verify_backup,
 };
 use tensor_wasm_store::test_support::rewrite_schema;
 use tensor_wasm_store::{

@@ -246,6 +246,8 @@ impl CudaBackend {
                 path: dir.clone(),
                 source,
             })?;
+            // Temp files of a writer that crashed (ten minutes old: not in flight).
+            tensor_wasm_fs::durable::sweep_temp_files(dir, std::time::Duration::from_secs(600));
         }
         Ok(CudaBackend {
             ctx,
@@ -412,14 +414,10 @@ impl CudaBackend {
             }
         }
         let cubin = self.link_ptx(ptx)?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         // A failed cache write only costs a recompilation next time.
-        if std::fs::write(&tmp, crate::sealed::seal(&self.cache_key, &name, &cubin))
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .is_err()
-        {
-            let _ = std::fs::remove_file(&tmp);
-            tracing::warn!(path = %path.display(), "could not write kernel cache entry");
+        let sealed = crate::sealed::seal(&self.cache_key, &name, &cubin);
+        if let Err(e) = tensor_wasm_fs::durable::write_atomic(&path, &sealed) {
+            tracing::warn!(path = %path.display(), error = %e, "could not write kernel cache entry");
         }
         Ok(Some(cubin))
     }

@@ -7,12 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    AUDIT_KEY_FILE_NAME, BackupError, SIGNING_KEY_FILE_NAME, SNAPSHOT_EXTENSION, SNAPSHOTS_DIR,
-    io_err,
-};
+use super::{AUDIT_KEY_FILE_NAME, BackupError, SIGNING_KEY_FILE_NAME, SNAPSHOTS_DIR, io_err};
 use crate::StoreError;
-use crate::redb_store::{STORE_FILE_NAME, sync_dir};
+use crate::redb_store::STORE_FILE_NAME;
 
 /// Name of the manifest file in a backup directory.
 pub const MANIFEST_FILE_NAME: &str = "MANIFEST.json";
@@ -51,12 +48,7 @@ pub struct ManifestFile {
 }
 
 pub(super) fn is_snapshot_name(name: &str) -> bool {
-    !name.starts_with('.')
-        && !name.contains(['/', '\\'])
-        && name
-            .strip_suffix(SNAPSHOT_EXTENSION)
-            .and_then(|stem| stem.strip_suffix('.'))
-            .is_some_and(|stem| !stem.is_empty())
+    tensor_wasm_fs::names::snapshot_id(name).is_some()
 }
 
 /// Only the store, the audit key and `snapshots/<name>.tensor-wasm` may
@@ -119,17 +111,10 @@ pub(super) fn read_manifest(from_dir: &Path) -> Result<BackupManifest, BackupErr
 
 pub(super) fn write_manifest(to_dir: &Path, manifest: &BackupManifest) -> Result<(), BackupError> {
     let path = to_dir.join(MANIFEST_FILE_NAME);
-    let partial = to_dir.join(format!(".{MANIFEST_FILE_NAME}.partial"));
     let mut json = serde_json::to_vec_pretty(manifest)
         .map_err(|e| BackupError::Store(StoreError::Backend(format!("encode manifest: {e}"))))?;
     json.push(b'\n');
-    let mut file = File::create(&partial).map_err(io_err("create", &partial))?;
-    file.write_all(&json)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err("write", &partial))?;
-    fs::rename(&partial, &path).map_err(io_err("rename into place", &path))?;
-    sync_dir(to_dir)?;
-    Ok(())
+    tensor_wasm_fs::durable::write_atomic(&path, &json).map_err(io_err("write", &path))
 }
 
 pub(super) fn check_entry(file: &ManifestFile, size: u64, hash: &str) -> Result<(), BackupError> {

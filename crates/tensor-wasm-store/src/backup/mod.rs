@@ -44,23 +44,12 @@ use crate::redb_store::{
 };
 use crate::{FunctionStore, StoreError};
 
-/// Snapshot folder inside a data dir.
-pub const SNAPSHOTS_DIR: &str = "snapshots";
-/// Extension of snapshot files.
-pub const SNAPSHOT_EXTENSION: &str = "tensor-wasm";
-/// The audit log's token-id key inside a data dir.
-pub const AUDIT_KEY_FILE_NAME: &str = "audit.key";
-/// The snapshot signing key in a data dir (created by `tensor-wasm snapshot keygen`).
-pub const SIGNING_KEY_FILE_NAME: &str = "snapshot-signing.key";
-
-/// Secret files copied (when present) and kept owner-only on both sides.
-pub(crate) const SECRET_FILES: [&str; 2] = [AUDIT_KEY_FILE_NAME, SIGNING_KEY_FILE_NAME];
-
-const STAGING_DIR: &str = ".restore-partial";
-/// Present in a data dir from the first file moved into place by a restore
-/// until the last: a server refuses such a dir, and a new restore into it
-/// starts over (see [`check_no_interrupted_restore`]).
-pub const RESTORE_MARKER: &str = ".restore-in-progress";
+// The data dir's layout is `tensor_wasm_fs::DataDir`'s; these are its names.
+use tensor_wasm_fs::names::{
+    AUDIT_KEY as AUDIT_KEY_FILE_NAME, BACKED_UP_SECRETS as SECRET_FILES, RESTORE_MARKER,
+    RESTORE_STAGING as STAGING_DIR, SIGNING_KEY as SIGNING_KEY_FILE_NAME,
+    SNAPSHOTS as SNAPSHOTS_DIR,
+};
 
 /// Why a backup or restore failed; each message says what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -480,8 +469,11 @@ fn restore_staged(
 
     // From here a crash leaves a partly moved data dir: mark it first.
     let marker = data_dir.join(RESTORE_MARKER);
-    fs::write(&marker, b"restore in progress\n").map_err(io_err("write", &marker))?;
-    sync_dir(data_dir)?;
+    // Present from the first file moved into place until the last: a server
+    // refuses such a dir, and a new restore into it starts over (see
+    // [`check_no_interrupted_restore`]).
+    tensor_wasm_fs::durable::write_atomic(&marker, b"restore in progress\n")
+        .map_err(io_err("write", &marker))?;
     moved.push(marker.clone());
     for name in RESTORED_NAMES {
         let from = staging.join(name);

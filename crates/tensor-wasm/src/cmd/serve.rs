@@ -276,22 +276,20 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Nothing may be written into a half-restored data dir (the GPU runtime
     // below creates its cache key there).
     tensor_wasm_store::backup::check_no_interrupted_restore(&data_dir)?;
+    let data = tensor_wasm_fs::DataDir::new(&data_dir);
     // GPU: `args.gpu` (auto|cuda|cpu|off) selects the runtime handed over in `config.gpu`.
     config.gpu = match args.gpu.as_str() {
         "off" => None,
         choice => super::gpu_runtime(
             choice,
-            Some(data_dir.join("jit-cache")),
+            Some(data.kernel_cache()),
             tensor_wasm_gpu::GpuQuotas {
                 max_device_memory_bytes_per_tenant: args.gpu_tenant_max_memory,
                 max_concurrent_launches_per_tenant: args.gpu_tenant_max_launches,
             },
             Some(tensor_wasm_gpu::CacheKey(
-                tensor_wasm_api::server::load_or_create_key(
-                    &data_dir,
-                    tensor_wasm_api::server::CACHE_KEY_FILE,
-                )
-                .with_context(|| format!("data directory {}", data_dir.display()))?,
+                data.load_or_create_key(tensor_wasm_fs::Secret::CacheKey)
+                    .with_context(|| format!("data directory {}", data_dir.display()))?,
             )),
         )?,
     };

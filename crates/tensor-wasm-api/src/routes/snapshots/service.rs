@@ -9,7 +9,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tensor_wasm_snapshot::dir::{SIGNING_KEY_FILE, load_signing_key};
+use tensor_wasm_snapshot::dir::load_signing_key;
 use tensor_wasm_snapshot::{
     SigningKey, SnapshotDir, SnapshotError, SnapshotModule, VerifyPolicy, WarmStart,
 };
@@ -89,7 +89,7 @@ impl SnapshotService {
             "Snapshot operations by action (create, list, delete, restore, preload, quarantine) and outcome",
             total.clone(),
         );
-        let key_path = data_dir.join(SIGNING_KEY_FILE);
+        let key_path = tensor_wasm_fs::DataDir::new(data_dir).signing_key();
         let signing_key = if key_path.exists() {
             load_signing_key(&key_path).map(Some).map_err(|e| {
                 tracing::error!(error = %e, "snapshot signing key unusable; snapshot operations will fail");
