@@ -2,13 +2,19 @@
 //!
 //! Every non-2xx response body is `{"error":{"code","message"}}`; `code` is
 //! stable (clients switch on it), `message` is for humans. The table in
-//! `API.md` mirrors [`ApiError::status`] and [`ApiError::code`].
+//! `API.md` mirrors [`ApiError::status`] and [`ApiError::code`]. Engine,
+//! store and snapshot errors are variants here, so every route — snapshot
+//! routes included — maps errors to status, code and audit outcome
+//! ([`ApiError::audit_outcome`]) in this one place.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tensor_wasm_exec::ExecError;
+use tensor_wasm_snapshot::SnapshotError;
 use tensor_wasm_store::StoreError;
+
+use crate::audit::Outcome;
 
 /// A request failed; converts into the JSON error response.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +92,10 @@ pub enum ApiError {
     /// The durable store failed.
     #[error("store failure: {0}")]
     Store(#[from] StoreError),
+    /// A snapshot could not be found, read, verified or restored (engine
+    /// errors from snapshot work arrive as [`ApiError::Exec`]).
+    #[error(transparent)]
+    Snapshot(SnapshotError),
     /// A handler panicked.
     #[error("internal error (panic)")]
     Panic,
@@ -132,6 +142,15 @@ impl ApiError {
                 ExecError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 ExecError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            Self::Snapshot(e) => match e {
+                SnapshotError::NotFound(_) => StatusCode::NOT_FOUND,
+                SnapshotError::InvalidModule(_) => StatusCode::BAD_REQUEST,
+                SnapshotError::Io { .. }
+                | SnapshotError::SigningKey { .. }
+                | SnapshotError::Exec(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                // The snapshot (or the module) cannot be used: refused, not a server fault.
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
             Self::Store(StoreError::AlreadyExists(_)) => StatusCode::CONFLICT,
             Self::Store(_) | Self::Panic | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -157,9 +176,25 @@ impl ApiError {
             Self::NotReady(_) => "not_ready",
             Self::AuditUnavailable => "audit_unavailable",
             Self::Exec(e) => e.code(),
+            Self::Snapshot(e) => e.code(),
             Self::Store(StoreError::AlreadyExists(_)) => "conflict",
             Self::Store(_) => "store_error",
             Self::Panic | Self::Internal(_) => "internal",
+        }
+    }
+
+    /// How the audit log records this error: `denied` when the caller was
+    /// refused (401, 403 — quotas included — and 429), `failure` when the
+    /// call was admitted and failed. (A 404 by tenancy is recorded as
+    /// `denied` where it is decided: [`crate::state::AppState::audit_denied`].)
+    pub(crate) fn audit_outcome(&self) -> Outcome {
+        match self {
+            Self::Unauthorized
+            | Self::Forbidden(_)
+            | Self::QuotaExceeded(_)
+            | Self::RateLimited { .. }
+            | Self::TenantConcurrencyLimited { .. } => Outcome::Denied,
+            _ => Outcome::Failure,
         }
     }
 
@@ -180,10 +215,15 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             Self::Store(StoreError::AlreadyExists(_)) => self.to_string(),
-            Self::Store(_) | Self::Internal(_) | Self::Exec(ExecError::Internal(_)) => {
-                "internal server error; the server log has details (search for the x-request-id)"
-                    .to_owned()
-            }
+            Self::Store(_)
+            | Self::Internal(_)
+            | Self::Exec(ExecError::Internal(_))
+            | Self::Snapshot(
+                SnapshotError::Io { .. }
+                | SnapshotError::SigningKey { .. }
+                | SnapshotError::Exec(_),
+            ) => "internal server error; the server log has details (search for the x-request-id)"
+                .to_owned(),
             _ => self.to_string(),
         }
     }
@@ -256,6 +296,15 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+impl From<SnapshotError> for ApiError {
+    fn from(e: SnapshotError) -> Self {
+        match e {
+            SnapshotError::Exec(e) => Self::Exec(e),
+            other => Self::Snapshot(other),
+        }
     }
 }
 

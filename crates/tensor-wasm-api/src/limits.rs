@@ -16,7 +16,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use tower::{Layer, Service};
 
-use crate::audit::{AuditTargetRef, Outcome};
+use crate::audit::AuditTargetRef;
 use crate::auth::{Actor, RateKey};
 use crate::config::RateLimitConfig;
 use crate::error::ApiError;
@@ -292,7 +292,9 @@ fn audit_refusal(state: &AppState, req: &Request, actor: Arc<Actor>, err: &ApiEr
     };
     let action = action_for(ctx.method, ctx.route);
     let caller = Caller { actor, ctx };
-    state.audit(&caller, action, Outcome::Denied, &Err(err), &target);
+    // Refused at the door (401, 403, 429, or 503 while audit records
+    // cannot be written): the call never ran.
+    state.audit_denied(&caller, action, err, &target);
 }
 
 /// The `{id}` segment of `/functions/{id}…`, for audit targets.

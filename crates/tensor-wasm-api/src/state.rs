@@ -230,25 +230,52 @@ impl AppState {
             ..Default::default()
         };
         let err = ApiError::FunctionNotFound;
-        self.audit(caller, action, Outcome::Denied, &Err(&err), &target);
+        self.audit_denied(caller, action, &err, &target);
         Err(err)
     }
 
-    /// Writes an audit record for this request. `result` is `Ok(status)` or
-    /// the error about to be returned.
+    /// Writes the audit record of a call's result: `Ok(status)`, or the
+    /// error about to be returned, recorded with the outcome it implies
+    /// ([`ApiError::audit_outcome`]).
     pub fn audit(
         &self,
         caller: &Caller,
         action: &str,
-        outcome: Outcome,
-        result: &Result<u16, &ApiError>,
+        result: Result<u16, &ApiError>,
         target: &AuditTargetRef,
     ) {
-        let (status, error) = match result {
-            Ok(status) => (*status, None),
-            Err(e) => (e.status().as_u16(), Some(e.code())),
-        };
-        self.audit_record(caller, action, outcome, status, error, target);
+        match result {
+            Ok(status) => self.audit_record(caller, action, Outcome::Success, status, None, target),
+            Err(e) => self.audit_record(
+                caller,
+                action,
+                e.audit_outcome(),
+                e.status().as_u16(),
+                Some(e.code()),
+                target,
+            ),
+        }
+    }
+
+    /// Writes the audit record of a call refused before it ran — at the
+    /// door (auth, rate limits, an unwritable audit log) or for naming
+    /// something that is not the caller's (answered `404`, as if absent) —
+    /// recorded as `denied`.
+    pub fn audit_denied(
+        &self,
+        caller: &Caller,
+        action: &str,
+        err: &ApiError,
+        target: &AuditTargetRef,
+    ) {
+        self.audit_record(
+            caller,
+            action,
+            Outcome::Denied,
+            err.status().as_u16(),
+            Some(err.code()),
+            target,
+        );
     }
 
     /// Writes one audit record (the one writer every route goes through);

@@ -2,16 +2,14 @@
 
 use std::path::PathBuf;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditLog, AuditTargetRef, Outcome};
+use crate::audit::{AuditLog, AuditTargetRef};
 use crate::error::ApiError;
-use crate::limits::read_body;
+use crate::json::JsonBody;
 use crate::state::{AppState, Caller};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -39,30 +37,19 @@ pub struct BackupReply {
 async fn backup(
     State(state): State<AppState>,
     caller: Caller,
-    headers: HeaderMap,
-    body: Body,
+    body: Result<JsonBody<BackupRequest>, ApiError>,
 ) -> Result<Json<BackupReply>, ApiError> {
     let mut target = AuditTargetRef::default();
-    let result = run_backup(&state, &caller, &headers, body, &mut target).await;
-    match &result {
-        Ok(_) => state.audit(&caller, "admin.backup", Outcome::Success, &Ok(200), &target),
-        Err(e) => {
-            let outcome = if matches!(e, ApiError::Forbidden(_)) {
-                Outcome::Denied
-            } else {
-                Outcome::Failure
-            };
-            state.audit(&caller, "admin.backup", outcome, &Err(e), &target);
-        }
-    }
+    let result = run_backup(&state, &caller, body, &mut target).await;
+    let status = result.as_ref().map(|_| 200);
+    state.audit(&caller, "admin.backup", status, &target);
     result.map(Json)
 }
 
 async fn run_backup(
     state: &AppState,
     caller: &Caller,
-    headers: &HeaderMap,
-    body: Body,
+    body: Result<JsonBody<BackupRequest>, ApiError>,
     target: &mut AuditTargetRef,
 ) -> Result<BackupReply, ApiError> {
     if !caller.actor.is_admin() {
@@ -70,9 +57,7 @@ async fn run_backup(
             "backups need an admin (`tenant=*`) token".into(),
         ));
     }
-    let body = read_body(headers, body, state.max_body_bytes(), state.body_timeout()).await?;
-    let req: BackupRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    let JsonBody(req) = body?;
     target.path = Some(req.to.display().to_string());
     if !req.to.is_absolute() {
         return Err(ApiError::InvalidRequest(

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tensor_wasm_exec::ExportSignature;
 use tensor_wasm_store::{FunctionId, FunctionLimits, FunctionRecord};
 
-use crate::audit::{AuditLog, AuditTargetRef, Outcome};
+use crate::audit::{AuditLog, AuditTargetRef};
 use crate::auth::{Actor, DEFAULT_TENANT, ScopeKind, is_valid_tenant};
 use crate::config::{above_ceiling, check_limit_values};
 use crate::error::ApiError;
@@ -148,22 +148,8 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let mut target = AuditTargetRef::default();
     let result = deploy(&state, &caller, &uri, &headers, body, &mut target).await;
-    match &result {
-        Ok(_) => state.audit(
-            &caller,
-            "function.create",
-            Outcome::Success,
-            &Ok(201),
-            &target,
-        ),
-        Err(e) => {
-            let outcome = match e {
-                ApiError::Forbidden(_) | ApiError::QuotaExceeded(_) => Outcome::Denied,
-                _ => Outcome::Failure,
-            };
-            state.audit(&caller, "function.create", outcome, &Err(e), &target);
-        }
-    }
+    let status = result.as_ref().map(|_| 201);
+    state.audit(&caller, "function.create", status, &target);
     let f = result?;
     Ok((StatusCode::CREATED, Json(FunctionView::from(&*f))).into_response())
 }
@@ -278,8 +264,7 @@ fn parse_create(uri: &Uri, headers: &HeaderMap, body: Bytes) -> Result<CreateReq
             wasm: body.to_vec(),
         }
     } else {
-        let j: CreateJson = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+        let j: CreateJson = crate::json::parse_json(&body)?;
         let wasm = decode_base64(&j.wasm_b64)?;
         CreateRequest {
             name: j.name,
@@ -475,25 +460,11 @@ async fn delete(
         Ok(false) => Err(ApiError::FunctionNotFound),
         Err(e) => Err(e),
     };
-    match &result {
-        Ok(_) => {
-            tracing::info!(function_id = %id, "function deleted");
-            state.audit(
-                &caller,
-                "function.delete",
-                Outcome::Success,
-                &Ok(204),
-                &target,
-            );
-        }
-        Err(e) => state.audit(
-            &caller,
-            "function.delete",
-            Outcome::Failure,
-            &Err(e),
-            &target,
-        ),
+    if result.is_ok() {
+        tracing::info!(function_id = %id, "function deleted");
     }
+    let status = result.as_ref().map(|s| s.as_u16());
+    state.audit(&caller, "function.delete", status, &target);
     result
 }
 

@@ -80,8 +80,7 @@ async fn invoke(
     let body = read_body(&parts.headers, body, cap, state.body_timeout()).await?;
     // Parse before taking a slot: malformed requests never occupy one.
     let call = if typed {
-        let c: TypedCall = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+        let c: TypedCall = crate::json::parse_json(&body)?;
         let export = c.export.ok_or_else(|| {
             ApiError::InvalidRequest("a typed call needs `export` (and `args`)".into())
         })?;

@@ -17,8 +17,7 @@ use crate::limits::{is_json, media_type, read_body};
 use crate::state::{AppState, Caller, DeployedFunction};
 
 use super::service::{lock, module_for};
-use super::{SnapshotFailure, SnapshotPath, audit_as, target};
-use crate::audit::Outcome;
+use super::{SnapshotPath, target};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +43,7 @@ async fn warm_start(
     state: &AppState,
     f: &Arc<DeployedFunction>,
     snapshot_id: &str,
-) -> Result<(String, Arc<WarmStart>), SnapshotFailure> {
+) -> Result<(String, Arc<WarmStart>), ApiError> {
     let service = &state.inner.snapshots;
     let function_id = f.record.id.0.clone();
     let id = if snapshot_id == "latest" {
@@ -56,7 +55,7 @@ async fn warm_start(
                 let fid = function_id.clone();
                 let newest = tokio::task::spawn_blocking(move || dir.list_for_function(&fid))
                     .await
-                    .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))??
+                    .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))??
                     .pop()
                     .map(|(id, _)| id)
                     .ok_or_else(|| {
@@ -85,7 +84,7 @@ async fn warm_start(
         WarmStart::prepare(&executor, &module, Arc::new(snapshot))
     })
     .await
-    .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))??;
+    .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))??;
     let warm = Arc::new(warm);
     service.remember(&f.record.id.0, id.clone(), warm.clone());
     Ok((id, warm))
@@ -97,7 +96,7 @@ pub(super) async fn invoke(
     path: SnapshotPath,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, SnapshotFailure> {
+) -> Result<Response, ApiError> {
     let f = state.function_for(&caller, &path.function_id, "function.invoke")?;
     let cap = state
         .max_body_bytes()
@@ -108,11 +107,9 @@ pub(super) async fn invoke(
             "invoking from a snapshot takes a typed call: Content-Type application/json with \
              {\"export\", \"args\"}"
                 .into(),
-        )
-        .into());
+        ));
     }
-    let call: TypedCall = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?;
+    let call: TypedCall = crate::json::parse_json(&body)?;
     let export = call.export.ok_or_else(|| {
         ApiError::InvalidRequest("a typed call needs `export` (and `args`)".into())
     })?;
@@ -122,7 +119,7 @@ pub(super) async fn invoke(
         Ok(w) => w,
         Err(e) => {
             service.count("restore", e.code());
-            if let SnapshotFailure::Snapshot(err) = &e
+            if let ApiError::Snapshot(err) = &e
                 && err.is_bad_snapshot()
             {
                 tracing::warn!(function_id = %path.function_id, snapshot = %path.snapshot_id,
@@ -130,13 +127,11 @@ pub(super) async fn invoke(
             }
             // A snapshot id this function does not own — absent, or another
             // function's or tenant's — is a denied reference: audit it.
-            if let SnapshotFailure::Snapshot(SnapshotError::NotFound(_)) = &e {
-                audit_as(
-                    &state,
+            if let ApiError::Snapshot(SnapshotError::NotFound(_)) = &e {
+                state.audit_denied(
                     &caller,
                     "snapshot.invoke",
-                    Outcome::Denied,
-                    Err(&e),
+                    &e,
                     &target(&f, Some(&path.snapshot_id)),
                 );
             }
@@ -170,7 +165,7 @@ pub(super) async fn invoke(
         }
         Err(SnapshotError::Exec(e)) => {
             metrics.invocation(e.outcome());
-            return Err(ApiError::Exec(e).into());
+            return Err(ApiError::Exec(e));
         }
         Err(e) => {
             metrics.invocation("error");
@@ -186,7 +181,7 @@ pub(super) async fn invoke(
     };
     Ok(axum::Json(
         serde_json::to_value(&reply)
-            .map_err(|e| SnapshotFailure::Internal(format!("encoding results: {e}")))?,
+            .map_err(|e| ApiError::Internal(format!("encoding results: {e}")))?,
     )
     .into_response())
 }

@@ -45,9 +45,8 @@ use tensor_wasm_snapshot::{
     SnapshotError, SnapshotHeader, SnapshotMeta, WarmStart, warm_and_capture,
 };
 
-use crate::audit::{AuditTargetRef, Outcome};
-use crate::error::{ApiError, error_body};
-use crate::limits::{is_json, media_type, read_body};
+use crate::audit::AuditTargetRef;
+use crate::error::ApiError;
 use crate::state::{AppState, Caller, DeployedFunction};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -58,80 +57,6 @@ pub(crate) fn router() -> Router<AppState> {
             "/functions/{id}/snapshots/{snapshot_id}/invoke",
             post(invoke::invoke),
         )
-}
-
-/// Why a snapshot request failed: a gateway error, or a snapshot error with
-/// its own status and code.
-enum SnapshotFailure {
-    Api(ApiError),
-    Snapshot(SnapshotError),
-    Internal(String),
-}
-
-impl From<ApiError> for SnapshotFailure {
-    fn from(e: ApiError) -> Self {
-        Self::Api(e)
-    }
-}
-
-impl From<SnapshotError> for SnapshotFailure {
-    fn from(e: SnapshotError) -> Self {
-        match e {
-            SnapshotError::Exec(e) => Self::Api(ApiError::Exec(e)),
-            other => Self::Snapshot(other),
-        }
-    }
-}
-
-impl SnapshotFailure {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::Api(e) => e.status(),
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Snapshot(e) => match e {
-                SnapshotError::NotFound(_) => StatusCode::NOT_FOUND,
-                SnapshotError::InvalidModule(_) => StatusCode::BAD_REQUEST,
-                SnapshotError::Io { .. } | SnapshotError::SigningKey { .. } => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-                // The snapshot (or the module) cannot be used: refused, not a server fault.
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            },
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::Api(e) => e.code(),
-            Self::Internal(_) => "internal",
-            Self::Snapshot(e) => e.code(),
-        }
-    }
-}
-
-impl IntoResponse for SnapshotFailure {
-    fn into_response(self) -> Response {
-        let (status, code) = (self.status(), self.code());
-        let message = match self {
-            Self::Api(e) => return e.into_response(),
-            Self::Internal(m) => {
-                tracing::error!(error = %m, "snapshot request failed");
-                "internal error".to_string()
-            }
-            Self::Snapshot(e) => {
-                if status.is_server_error() {
-                    tracing::error!(error = %e, code, "snapshot request failed");
-                }
-                e.to_string()
-            }
-        };
-        let mut resp = (status, error_body(code, &message)).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        resp
-    }
 }
 
 /// The `{id}` / `{snapshot_id}` path segments.
@@ -202,44 +127,13 @@ fn target(f: &DeployedFunction, snapshot: Option<&str>) -> AuditTargetRef {
     }
 }
 
-/// Audits a finished state change with the snapshot error's own code.
-fn audit(
-    state: &AppState,
-    caller: &Caller,
-    action: &str,
-    result: Result<u16, &SnapshotFailure>,
-    target: &AuditTargetRef,
-) {
-    audit_as(state, caller, action, Outcome::Failure, result, target);
-}
-
-/// Like [`audit`], with the outcome an error is recorded as (`denied` for a
-/// reference to a snapshot the caller does not own).
-fn audit_as(
-    state: &AppState,
-    caller: &Caller,
-    action: &str,
-    on_error: Outcome,
-    result: Result<u16, &SnapshotFailure>,
-    target: &AuditTargetRef,
-) {
-    let (outcome, status, error) = match result {
-        Ok(status) => (Outcome::Success, status, None),
-        Err(SnapshotFailure::Api(e)) => {
-            return state.audit(caller, action, on_error, &Err(e), target);
-        }
-        Err(e) => (on_error, e.status().as_u16(), Some(e.code())),
-    };
-    state.audit_record(caller, action, outcome, status, error, target);
-}
-
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     AxumPath(id): AxumPath<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, SnapshotFailure> {
+) -> Result<Response, ApiError> {
     let f = state.function_for(&caller, &id, "snapshot.create")?;
     let result = create_inner(&state, &f, &headers, body).await;
     let service = &state.inner.snapshots;
@@ -247,8 +141,7 @@ async fn create(
         Ok((view, _)) => {
             service.count("create", "ok");
             tracing::info!(function_id = %id, snapshot_id = %view.id, "snapshot created");
-            audit(
-                &state,
+            state.audit(
                 &caller,
                 "snapshot.create",
                 Ok(201),
@@ -257,13 +150,7 @@ async fn create(
         }
         Err(e) => {
             service.count("create", e.code());
-            audit(
-                &state,
-                &caller,
-                "snapshot.create",
-                Err(e),
-                &target(&f, None),
-            );
+            state.audit(&caller, "snapshot.create", Err(e), &target(&f, None));
         }
     }
     let (view, warm) = result?;
@@ -295,16 +182,11 @@ async fn create_inner(
     f: &Arc<DeployedFunction>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(SnapshotView, Preparation), SnapshotFailure> {
-    let body = read_body(headers, body, state.max_body_bytes(), state.body_timeout()).await?;
-    let request: CreateBody = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateBody::default()
-    } else if is_json(&media_type(headers)) || headers.get(header::CONTENT_TYPE).is_none() {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))?
-    } else {
-        return Err(ApiError::UnsupportedMediaType(media_type(headers)).into());
-    };
+) -> Result<(SnapshotView, Preparation), ApiError> {
+    let request: CreateBody =
+        crate::json::read_json::<Option<CreateBody>>(state, headers, body, state.max_body_bytes())
+            .await?
+            .unwrap_or_default();
     let service = &state.inner.snapshots;
     let key = service.key()?.cloned();
     // A capped tenant's creation counts against its quota from the check
@@ -334,15 +216,14 @@ async fn create_inner(
             })
         })
         .await
-        .map_err(|e| SnapshotFailure::Internal(format!("snapshot count task failed: {e}")))??
+        .map_err(|e| ApiError::Internal(format!("snapshot count task failed: {e}")))??
             + in_flight;
         if held >= max {
             return Err(ApiError::QuotaExceeded(format!(
                 "tenant `{}` already keeps or is creating {held} snapshots, its quota (max_snapshots {max}); \
                  delete one first",
                 f.record.tenant
-            ))
-            .into());
+            )));
         }
         creating = Some(service.start_creating(&f.record.tenant));
     }
@@ -374,7 +255,7 @@ async fn create_inner(
         Ok::<_, SnapshotError>((snapshot, id, path))
     })
     .await
-    .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))??;
+    .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))??;
     drop(permit);
     // On disk now: the listing counts it.
     drop(creating);
@@ -391,14 +272,14 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     AxumPath(id): AxumPath<String>,
-) -> Result<Response, SnapshotFailure> {
+) -> Result<Response, ApiError> {
     let f = state.function_for(&caller, &id, "snapshot.list")?;
     let service = &state.inner.snapshots;
     let dir = service.dir.clone();
     let function_id = f.record.id.0.clone();
     let listed = tokio::task::spawn_blocking(move || dir.list_for_function(&function_id))
         .await
-        .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))?;
+        .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))?;
     let listed = match listed {
         Ok(l) => {
             service.count("list", "ok");
@@ -421,7 +302,7 @@ async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     path: SnapshotPath,
-) -> Result<StatusCode, SnapshotFailure> {
+) -> Result<StatusCode, ApiError> {
     let f = state.function_for(&caller, &path.function_id, "snapshot.delete")?;
     let service = &state.inner.snapshots;
     let dir = service.dir.clone();
@@ -438,18 +319,18 @@ async fn remove(
         dir.delete(&snapshot_id)
     })
     .await
-    .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))
-    .and_then(|r| r.map_err(SnapshotFailure::from));
+    .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))
+    .and_then(|r| r.map_err(ApiError::from));
     let target = target(&f, Some(&path.snapshot_id));
     match &result {
         Ok(()) => {
             service.forget(state.executor(), &path.function_id, &path.snapshot_id);
             service.count("delete", "ok");
-            audit(&state, &caller, "snapshot.delete", Ok(204), &target);
+            state.audit(&caller, "snapshot.delete", Ok(204), &target);
         }
         Err(e) => {
             service.count("delete", e.code());
-            audit(&state, &caller, "snapshot.delete", Err(e), &target);
+            state.audit(&caller, "snapshot.delete", Err(e), &target);
         }
     }
     result.map(|()| StatusCode::NO_CONTENT)

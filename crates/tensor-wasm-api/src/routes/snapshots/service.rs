@@ -19,8 +19,6 @@ use tensor_wasm_exec::Executor;
 use crate::error::ApiError;
 use crate::state::{AppState, DeployedFunction};
 
-use super::SnapshotFailure;
-
 /// Prepared snapshots kept in memory (each holds a compiled module and its
 /// memory image); beyond this the oldest-inserted is dropped.
 const MAX_PREPARED: usize = 64;
@@ -129,14 +127,14 @@ impl SnapshotService {
             .inc();
     }
 
-    pub(super) fn key(&self) -> Result<Option<&SigningKey>, SnapshotFailure> {
+    pub(super) fn key(&self) -> Result<Option<&SigningKey>, ApiError> {
         self.signing_key
             .as_ref()
             .map(Option::as_ref)
-            .map_err(|e| SnapshotFailure::Internal(format!("snapshot signing key: {e}")))
+            .map_err(|e| ApiError::Internal(format!("snapshot signing key: {e}")))
     }
 
-    pub(super) fn policy(&self) -> Result<VerifyPolicy, SnapshotFailure> {
+    pub(super) fn policy(&self) -> Result<VerifyPolicy, ApiError> {
         Ok(self.key()?.map(VerifyPolicy::require).unwrap_or_default())
     }
 
@@ -217,17 +215,17 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(super) async fn module_for(
     state: &AppState,
     f: &Arc<DeployedFunction>,
-) -> Result<SnapshotModule, SnapshotFailure> {
+) -> Result<SnapshotModule, ApiError> {
     let (state, f) = (state.clone(), f.clone());
     tokio::task::spawn_blocking(move || module_for_blocking(&state, &f))
         .await
-        .map_err(|e| SnapshotFailure::Internal(format!("snapshot task failed: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))?
 }
 
 pub(super) fn module_for_blocking(
     state: &AppState,
     f: &DeployedFunction,
-) -> Result<SnapshotModule, SnapshotFailure> {
+) -> Result<SnapshotModule, ApiError> {
     let service = &state.inner.snapshots;
     let key = format!("{}:{}", f.record.id.0, f.record.blake3);
     if let Some(m) = lock(&service.modules).get(&key) {
@@ -236,8 +234,8 @@ pub(super) fn module_for_blocking(
     let wasm = state
         .store()
         .wasm(&f.record.id)
-        .map_err(|e| SnapshotFailure::Api(e.into()))?
-        .ok_or(SnapshotFailure::Api(ApiError::FunctionNotFound))?;
+        .map_err(ApiError::from)?
+        .ok_or(ApiError::FunctionNotFound)?;
     let module = SnapshotModule::prepare(state.executor(), &wasm)?;
     lock(&service.modules).insert(key, module.clone());
     Ok(module)
@@ -295,7 +293,7 @@ pub(crate) fn preload(state: &AppState) {
                         service.count("preload", "ok");
                         prepared += 1;
                     }
-                    Err(SnapshotFailure::Snapshot(e)) if e.is_damaged() => {
+                    Err(ApiError::Snapshot(e)) if e.is_damaged() => {
                         service.count("preload", e.code());
                         lock(&service.latest).remove(&function_id);
                         match service.dir.quarantine(&snapshot_id) {
