@@ -1,14 +1,15 @@
 //! What `observe` knows about a server: one scrape, the key figures derived
 //! from it, the `--once` JSON document, and the dashboard's rolling state.
 //!
-//! Pure: the HTTP calls live in `observe.rs`, the drawing in `ui.rs`.
+//! Pure: the HTTP calls live in `observe.rs`, the drawing in `ui.rs`, the
+//! metrics parser in `tensor_wasm_client::metrics`.
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::prom::{Histogram, Metrics, Sample};
+use tensor_wasm_client::metrics::{Histogram, Metrics, Sample};
 
 /// Request counter (with or without `_total`).
 pub const REQUESTS: &str = "tensor_wasm_http_requests";
@@ -32,13 +33,6 @@ pub struct FunctionItem {
     /// Owning tenant.
     #[serde(default)]
     pub tenant: String,
-}
-
-/// `GET /functions` reply.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FunctionList {
-    /// The caller's functions.
-    pub functions: Vec<FunctionItem>,
 }
 
 /// Everything one refresh fetched.
@@ -420,8 +414,8 @@ impl Dashboard {
 
 #[cfg(test)]
 mod tests {
-    use super::super::prom::parse;
     use super::*;
+    use tensor_wasm_client::metrics::parse;
 
     fn scrape(at: f64, requests: u64, errors: u64, fast: u64, slow: u64) -> Scrape {
         let total = fast + slow;
