@@ -62,6 +62,7 @@ pub struct ClientBuilder {
     timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     user_agent: String,
+    http: Option<reqwest::Client>,
 }
 
 impl ClientBuilder {
@@ -83,8 +84,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends through `http`, an already configured `reqwest` client (its
+    /// connection pool is shared with the caller); the timeouts and user
+    /// agent set here are then not applied.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
     /// The client; fails only when the HTTP stack cannot start.
     pub fn build(self) -> Result<Client> {
+        if let Some(http) = self.http {
+            return Ok(Client {
+                http,
+                base: self.base,
+                token: self.token,
+            });
+        }
         let mut http = reqwest::Client::builder().user_agent(self.user_agent);
         if let Some(t) = self.timeout {
             http = http.timeout(t);
@@ -116,6 +132,7 @@ impl Client {
             timeout: None,
             connect_timeout: None,
             user_agent: concat!("tensor-wasm-client/", env!("CARGO_PKG_VERSION")).to_string(),
+            http: None,
         }
     }
 

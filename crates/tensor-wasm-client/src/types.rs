@@ -106,6 +106,9 @@ pub struct Function {
     /// Exported functions and their signatures.
     #[serde(default)]
     pub exports: Vec<ExportSignature>,
+    /// Fields this client version does not know, kept as sent.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// A deploy request: name, module and optional tenant and limits.
@@ -162,6 +165,9 @@ pub struct InvokeReply {
     /// `baked` or `applied` (snapshot invokes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<String>,
+    /// Fields this client version does not know, kept as sent.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// Reply of a bytes call: the guest's stdout and what the headers say.
