@@ -43,6 +43,11 @@ pub use types::{
     Health, InvokeReply, Readiness, Snapshot,
 };
 
+// The README's example is compiled with the doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
