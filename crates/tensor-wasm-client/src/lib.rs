@@ -124,16 +124,16 @@ impl ClientBuilder {
 impl Client {
     /// A client for the server at `base_url` (e.g. `http://localhost:8080`),
     /// sending `token` as `Authorization: Bearer` on the routes that need one.
-    pub fn new(base_url: impl Into<String>, token: Option<impl Into<String>>) -> Result<Self> {
+    pub fn new(base_url: impl Into<String>, token: Option<&str>) -> Result<Self> {
         Self::builder(base_url, token).build()
     }
 
     /// A [`ClientBuilder`] for timeouts and the user agent. An empty token
     /// counts as none.
-    pub fn builder(base_url: impl Into<String>, token: Option<impl Into<String>>) -> ClientBuilder {
+    pub fn builder(base_url: impl Into<String>, token: Option<&str>) -> ClientBuilder {
         ClientBuilder {
             base: base_url.into().trim_end_matches('/').to_string(),
-            token: token.map(Into::into).filter(|t| !t.is_empty()),
+            token: token.filter(|t| !t.is_empty()).map(str::to_owned),
             timeout: None,
             connect_timeout: None,
             user_agent: concat!("tensor-wasm-client/", env!("CARGO_PKG_VERSION")).to_string(),
@@ -227,12 +227,12 @@ impl Client {
 
     /// `GET /functions/{id}`.
     pub async fn get_function(&self, id: &str) -> Result<Function> {
-        Self::json(self.request(Method::GET, &format!("/functions/{id}"), true)).await
+        Self::json(self.request(Method::GET, &format!("/functions/{}", seg(id)), true)).await
     }
 
     /// `DELETE /functions/{id}`.
     pub async fn delete_function(&self, id: &str) -> Result<()> {
-        Self::send(self.request(Method::DELETE, &format!("/functions/{id}"), true)).await?;
+        Self::send(self.request(Method::DELETE, &format!("/functions/{}", seg(id)), true)).await?;
         Ok(())
     }
 
@@ -245,8 +245,12 @@ impl Client {
     ) -> Result<InvokeReply> {
         let body = json!({"export": export, "args": args});
         Self::json(
-            self.request(Method::POST, &format!("/functions/{id}/invoke"), true)
-                .json(&body),
+            self.request(
+                Method::POST,
+                &format!("/functions/{}/invoke", seg(id)),
+                true,
+            )
+            .json(&body),
         )
         .await
     }
@@ -260,7 +264,11 @@ impl Client {
         input: impl Into<Vec<u8>>,
     ) -> Result<BytesReply> {
         let mut req = self
-            .request(Method::POST, &format!("/functions/{id}/invoke"), true)
+            .request(
+                Method::POST,
+                &format!("/functions/{}/invoke", seg(id)),
+                true,
+            )
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(input.into());
         if let Some(export) = export {
@@ -303,22 +311,29 @@ impl Client {
             None => json!({}),
         };
         let req = self
-            .request(Method::POST, &format!("/functions/{id}/snapshots"), true)
+            .request(
+                Method::POST,
+                &format!("/functions/{}/snapshots", seg(id)),
+                true,
+            )
             .json(&body);
         Ok(Self::send(req).await?.text().await?)
     }
 
     /// `GET /functions/{id}/snapshots`, newest first.
     pub async fn list_snapshots(&self, id: &str) -> Result<Vec<Snapshot>> {
-        let list: types::SnapshotList =
-            Self::json(self.request(Method::GET, &format!("/functions/{id}/snapshots"), true))
-                .await?;
+        let list: types::SnapshotList = Self::json(self.request(
+            Method::GET,
+            &format!("/functions/{}/snapshots", seg(id)),
+            true,
+        ))
+        .await?;
         Ok(list.snapshots)
     }
 
     /// `DELETE /functions/{id}/snapshots/{snapshot_id}`.
     pub async fn delete_snapshot(&self, id: &str, snapshot_id: &str) -> Result<()> {
-        let path = format!("/functions/{id}/snapshots/{snapshot_id}");
+        let path = format!("/functions/{}/snapshots/{}", seg(id), seg(snapshot_id));
         Self::send(self.request(Method::DELETE, &path, true)).await?;
         Ok(())
     }
@@ -332,7 +347,11 @@ impl Client {
         export: &str,
         args: &[Value],
     ) -> Result<InvokeReply> {
-        let path = format!("/functions/{id}/snapshots/{snapshot_id}/invoke");
+        let path = format!(
+            "/functions/{}/snapshots/{}/invoke",
+            seg(id),
+            seg(snapshot_id)
+        );
         let body = json!({"export": export, "args": args});
         Self::json(self.request(Method::POST, &path, true).json(&body)).await
     }
@@ -359,5 +378,45 @@ impl Client {
     /// `GET /metrics`, parsed.
     pub async fn metrics(&self) -> Result<metrics::Metrics> {
         Ok(metrics::parse(&self.metrics_text().await?))
+    }
+}
+
+/// `s` as one URL path segment: ids are opaque to the client, so anything
+/// outside the unreserved set (`/`, `?`, `%`, …) is percent-encoded and can
+/// never reach another route.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_become_single_path_segments() {
+        assert_eq!(seg("fn_0f4c9a2e"), "fn_0f4c9a2e");
+        assert_eq!(seg("snap-1795645090686-260a"), "snap-1795645090686-260a");
+        assert_eq!(seg("../admin/backup?x=1"), "..%2Fadmin%2Fbackup%3Fx%3D1");
+        assert_eq!(seg("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn base_url_loses_its_trailing_slash_and_empty_tokens_count_as_none() {
+        let c = Client::new("http://h:1//", Some("")).expect("client");
+        assert_eq!(c.url("/healthz"), "http://h:1/healthz");
+        assert!(!c.has_token());
+        assert!(
+            Client::new("http://h:1", Some("t"))
+                .expect("client")
+                .has_token()
+        );
     }
 }

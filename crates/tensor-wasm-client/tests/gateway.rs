@@ -259,7 +259,7 @@ async fn every_method_round_trips_against_a_real_gateway() {
 async fn refusals_carry_the_api_code_and_retry_after() {
     let s = start(Some((1, 1))).await;
 
-    let anonymous = Client::new(&s.base, None::<String>).expect("client");
+    let anonymous = Client::new(&s.base, None).expect("client");
     let err = anonymous.list_functions().await.expect_err("no token");
     assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
     assert_eq!(err.code(), Some("unauthorized"));
@@ -283,7 +283,7 @@ async fn nothing_listening_is_a_transport_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
-    let client = Client::builder(format!("http://{addr}"), None::<String>)
+    let client = Client::builder(format!("http://{addr}"), None)
         .connect_timeout(Duration::from_secs(2))
         .build()
         .expect("client");

@@ -310,7 +310,7 @@ fn save_remote(args: SaveArgs) -> anyhow::Result<ExitCode> {
         bail!("`snapshot save --server URL` needs --function ID");
     };
     let token = std::env::var("TENSOR_WASM_TOKEN").ok();
-    let client = Client::builder(server.as_str(), token)
+    let client = Client::builder(server.as_str(), token.as_deref())
         .timeout(args.timeout + Duration::from_secs(30))
         .build()
         .context("building the HTTP client")?;
