@@ -23,8 +23,6 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
-
 mod error;
 pub mod metrics;
 mod types;
