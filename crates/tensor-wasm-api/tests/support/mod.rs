@@ -1,5 +1,6 @@
 //! Shared helpers for the HTTP tests: a real gateway on 127.0.0.1:0, a
-//! reqwest client, test modules, and audit-log readers.
+//! reqwest client for raw requests and a `tensor-wasm-client` for the common
+//! calls (deploy, invoke, metrics), test modules, and audit-log readers.
 
 #![allow(dead_code)]
 
@@ -286,17 +287,21 @@ impl TestServer {
             .await
     }
 
+    /// The typed API client acting with `token`; it shares [`Self::client`]'s
+    /// connection pool.
+    pub fn api(&self, token: Option<&str>) -> tensor_wasm_client::Client {
+        tensor_wasm_client::Client::builder(&self.base, token)
+            .http_client(self.client.clone())
+            .build()
+            .expect("API client")
+    }
+
     pub async fn deploy_json(&self, token: Option<&str>, body: Value) -> Value {
-        let resp = self
-            .post("/functions", token)
-            .json(&body)
-            .send()
-            .await
-            .expect("deploy request");
-        let status = resp.status();
-        let v: Value = resp.json().await.expect("deploy reply is JSON");
-        assert_eq!(status, 201, "deploy failed: {v}");
-        v
+        match self.api(token).deploy_json(&body).await {
+            Ok(f) => serde_json::to_value(f).expect("deploy reply encodes"),
+            Err(tensor_wasm_client::Error::Http(e)) => panic!("deploy failed: {}", e.body),
+            Err(e) => panic!("deploy request: {e}"),
+        }
     }
 
     /// Typed invoke; returns (status, body).
@@ -307,15 +312,18 @@ impl TestServer {
         export: &str,
         args: Value,
     ) -> (u16, Value) {
-        let resp = self
-            .post(&format!("/functions/{id}/invoke"), token)
-            .json(&json!({"export": export, "args": args}))
-            .send()
-            .await
-            .expect("invoke request");
-        let status = resp.status().as_u16();
-        let v: Value = resp.json().await.expect("invoke reply is JSON");
-        (status, v)
+        let args = match args {
+            Value::Array(a) => a,
+            other => panic!("invoke args must be a JSON array, not {other}"),
+        };
+        match self.api(token).invoke_typed(id, export, &args).await {
+            Ok(reply) => (200, serde_json::to_value(reply).expect("reply encodes")),
+            Err(tensor_wasm_client::Error::Http(e)) => (
+                e.status.as_u16(),
+                serde_json::from_str(&e.body).expect("invoke reply is JSON"),
+            ),
+            Err(e) => panic!("invoke request: {e}"),
+        }
     }
 
     /// Every audit record written so far.
@@ -325,13 +333,10 @@ impl TestServer {
 
     /// Raw `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.get("/metrics", None)
-            .send()
+        self.api(None)
+            .metrics_text()
             .await
             .expect("metrics request")
-            .text()
-            .await
-            .expect("metrics body")
     }
 }
 

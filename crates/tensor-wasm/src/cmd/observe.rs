@@ -2,12 +2,11 @@
 //! dashboard of a running server, from `/healthz`, `/readyz`, `/metrics`
 //! and `GET /functions`.
 //!
-//! The HTTP calls are here; parsing and figures live in [`prom`] and
-//! [`model`], drawing in [`ui`], so all three are unit-tested without a
-//! server or a terminal.
+//! The HTTP calls go through `tensor-wasm-client` (which also parses the
+//! metrics text); the figures live in [`model`], drawing in [`ui`], so both
+//! are unit-tested without a server or a terminal.
 
 mod model;
-mod prom;
 mod ui;
 
 use std::io::Write;
@@ -16,10 +15,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use reqwest::StatusCode;
-use reqwest::blocking::Client;
+use tensor_wasm_client::{Client, Error as ClientError, StatusCode, metrics};
 
-use model::{Dashboard, FunctionList, Scrape, once_document};
+use model::{Dashboard, FunctionItem, Scrape, once_document};
 
 /// Exit status when the server answers but is not healthy.
 const EXIT_UNHEALTHY: u8 = 2;
@@ -72,14 +70,16 @@ impl std::fmt::Display for ScrapeError {
 
 struct Observer {
     client: Client,
+    /// Drives the client's calls; `observe` itself stays synchronous.
+    runtime: tokio::runtime::Runtime,
     server: String,
-    token: Option<String>,
     origin: Instant,
 }
 
-fn one_line(err: &reqwest::Error) -> String {
+/// An error and its causes on one line.
+fn one_line(err: &dyn std::error::Error) -> String {
     let mut msg = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = err.source();
     while let Some(s) = source {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
@@ -91,63 +91,68 @@ fn one_line(err: &reqwest::Error) -> String {
 impl Observer {
     fn new(args: &ObserveArgs) -> anyhow::Result<Self> {
         let timeout = Duration::from_millis(args.timeout_ms.max(1));
-        let client = Client::builder()
+        let client = Client::builder(&args.server, args.token.as_deref())
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("tensor-wasm-observe/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the HTTP client")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
         Ok(Observer {
+            server: client.base_url().to_string(),
             client,
-            server: args.server.trim_end_matches('/').to_string(),
-            token: args.token.clone().filter(|t| !t.is_empty()),
+            runtime,
             origin: Instant::now(),
         })
     }
 
-    fn get(&self, path: &str, auth: bool) -> Result<(StatusCode, String), ScrapeError> {
-        let url = format!("{}{path}", self.server);
-        let mut req = self.client.get(&url);
-        if auth && let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
-        let resp = req
-            .send()
-            .map_err(|e| ScrapeError::Unreachable(format!("GET {url}: {}", one_line(&e))))?;
-        let status = resp.status();
-        let body = resp
-            .text()
-            .map_err(|e| ScrapeError::Unreachable(format!("GET {url}: {}", one_line(&e))))?;
-        Ok((status, body))
+    /// A transport failure on `path`: nothing (or not our server) answered.
+    fn unreachable(&self, path: &str, err: &dyn std::error::Error) -> ScrapeError {
+        ScrapeError::Unreachable(format!("GET {}: {}", self.client.url(path), one_line(err)))
     }
 
     fn scrape(&self) -> Result<Scrape, ScrapeError> {
-        let (status, body) = self.get("/healthz", false)?;
-        let healthz_ok = status == StatusCode::OK
-            && serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(|s| s == "ok"))
-                .unwrap_or(false);
-        let (ready_status, ready_body) = self.get("/readyz", false)?;
-        let readyz = serde_json::from_str(&ready_body).ok();
-        let (metrics_status, metrics_body) = self.get("/metrics", false)?;
-        let metrics = if metrics_status.is_success() {
-            prom::parse(&metrics_body)
-        } else {
-            prom::Metrics::default()
+        let rt = &self.runtime;
+        // Anything but a transport failure is an answer: judged below.
+        let healthz_ok = match rt.block_on(self.client.healthz()) {
+            Ok(h) => h.status == "ok",
+            Err(ClientError::Transport(e)) => return Err(self.unreachable("/healthz", &e)),
+            Err(_) => false,
         };
-        let (fn_status, fn_body) = self.get("/functions", true)?;
-        let functions = match fn_status {
-            s if s.is_success() => serde_json::from_str::<FunctionList>(&fn_body)
-                .map(|l| l.functions)
-                .map_err(|e| {
-                    ScrapeError::Unreachable(format!(
-                        "GET {}/functions: unexpected reply ({e}); is this a tensor-wasm server?",
-                        self.server
-                    ))
-                })?,
-            StatusCode::UNAUTHORIZED => {
-                let hint = if self.token.is_some() {
+        let (ready, readyz) = match rt.block_on(self.client.readyz()) {
+            Ok(r) => (true, serde_json::to_value(r).ok()),
+            Err(ClientError::Transport(e)) => return Err(self.unreachable("/readyz", &e)),
+            // 200 with a body that is not the readiness document.
+            Err(ClientError::Decode(_)) => (true, None),
+            Err(ClientError::Http(e)) => (false, serde_json::from_str(&e.body).ok()),
+            Err(_) => (false, None),
+        };
+        let metrics = match rt.block_on(self.client.metrics()) {
+            Ok(m) => m,
+            Err(ClientError::Transport(e)) => return Err(self.unreachable("/metrics", &e)),
+            Err(_) => metrics::Metrics::default(),
+        };
+        let functions = match rt.block_on(self.client.list_functions()) {
+            Ok(list) => list
+                .into_iter()
+                .map(|f| FunctionItem {
+                    id: f.id,
+                    name: f.name,
+                    tenant: f.tenant,
+                })
+                .collect(),
+            Err(ClientError::Transport(e)) => return Err(self.unreachable("/functions", &e)),
+            Err(ClientError::Decode(e)) => {
+                return Err(ScrapeError::Unreachable(format!(
+                    "GET {}/functions: unexpected reply ({e}); is this a tensor-wasm server?",
+                    self.server
+                )));
+            }
+            Err(e) if e.status() == Some(StatusCode::UNAUTHORIZED) => {
+                let hint = if self.client.has_token() {
                     "the token in TENSOR_WASM_TOKEN / --token is not accepted"
                 } else {
                     "set TENSOR_WASM_TOKEN (or --token) to a token the server accepts"
@@ -157,19 +162,19 @@ impl Observer {
                     self.server
                 )));
             }
-            StatusCode::FORBIDDEN => {
+            Err(e) if e.status() == Some(StatusCode::FORBIDDEN) => {
                 return Err(ScrapeError::Auth(format!(
                     "forbidden: {} answered 403 to GET /functions for this token",
                     self.server
                 )));
             }
             // Functions are a detail; an unhealthy server still gets a report.
-            _ => Vec::new(),
+            Err(_) => Vec::new(),
         };
         Ok(Scrape {
             healthz_ok,
             readyz,
-            ready: ready_status == StatusCode::OK,
+            ready,
             metrics,
             functions,
             at_secs: self.origin.elapsed().as_secs_f64(),

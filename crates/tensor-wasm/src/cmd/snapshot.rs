@@ -1,7 +1,8 @@
 //! `tensor-wasm snapshot …`: save, restore (invoke from), inspect, list,
 //! delete snapshots of warmed instances, and create a signing key.
 //!
-//! The work happens in `tensor-wasm-snapshot`; this module parses flags,
+//! The work happens in `tensor-wasm-snapshot` (and, for `save --server`,
+//! on the server through `tensor-wasm-client`); this module parses flags,
 //! resolves the data directory and the signing key, draws progress bars and
 //! prints results.
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use tensor_wasm_client::{Client, Error as ClientError};
 use tensor_wasm_exec::{EngineConfig, Executor, InvokeContext, Limits};
 use tensor_wasm_snapshot::dir::{SIGNING_KEY_FILE, generate_signing_key, load_signing_key};
 use tensor_wasm_snapshot::format::{self, SnapshotHeader, VerifyPolicy};
@@ -307,36 +309,25 @@ fn save_remote(args: SaveArgs) -> anyhow::Result<ExitCode> {
     let (Some(server), Some(function)) = (&args.server, &args.function) else {
         bail!("`snapshot save --server URL` needs --function ID");
     };
-    let url = format!(
-        "{}/functions/{function}/snapshots",
-        server.trim_end_matches('/')
-    );
-    let body = match &args.init_export {
-        Some(init) => serde_json::json!({ "init_export": init }),
-        None => serde_json::json!({}),
-    };
-    let client = reqwest::blocking::Client::builder()
+    let token = std::env::var("TENSOR_WASM_TOKEN").ok();
+    let client = Client::builder(server.as_str(), token.as_deref())
         .timeout(args.timeout + Duration::from_secs(30))
         .build()
         .context("building the HTTP client")?;
-    let mut request = client.post(&url).json(&body);
-    if let Ok(token) = std::env::var("TENSOR_WASM_TOKEN")
-        && !token.is_empty()
-    {
-        request = request.bearer_auth(token);
-    }
-    let response = request
-        .send()
-        .with_context(|| format!("POST {url}: is the server running?"))?;
-    let status = response.status();
-    let text = response.text().unwrap_or_default();
-    if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        bail!("server answered {status}: {message}");
-    }
+    let url = client.url(&format!("/functions/{function}/snapshots"));
+    let reply =
+        runtime()?.block_on(client.create_snapshot_text(function, args.init_export.as_deref()));
+    // The server's JSON is printed as it wrote it.
+    let text = match reply {
+        Ok(text) => text,
+        Err(ClientError::Http(e)) => bail!("server answered {}: {}", e.status, e.message),
+        Err(ClientError::Transport(e)) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("POST {url}: is the server running?"))
+            );
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("POST {url}"))),
+    };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{text}")?;
     Ok(ExitCode::SUCCESS)

@@ -1,23 +1,19 @@
-//! What `observe` knows about a server: one scrape, the key figures derived
-//! from it, the `--once` JSON document, and the dashboard's rolling state.
+//! What `observe` knows about a server: one scrape, the `--once` JSON
+//! document, and the dashboard's rolling state (the key figures come from
+//! `tensor_wasm_client::metrics::KeyMetrics`).
 //!
-//! Pure: the HTTP calls live in `observe.rs`, the drawing in `ui.rs`.
+//! Pure: the HTTP calls live in `observe.rs`, the drawing in `ui.rs`, the
+//! metrics parser in `tensor_wasm_client::metrics`.
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::prom::{Histogram, Metrics, Sample};
+use tensor_wasm_client::metrics::{
+    GPU_DISPATCH_DURATION, Histogram, INVOKE_DURATION, KeyMetrics, Metrics, Quantiles, REQUESTS,
+};
 
-/// Request counter (with or without `_total`).
-pub const REQUESTS: &str = "tensor_wasm_http_requests";
-/// Invocation counter by `outcome`.
-pub const INVOCATIONS: &str = "tensor_wasm_invocations";
-/// Invoke latency histogram.
-pub const INVOKE_DURATION: &str = "tensor_wasm_invoke_duration_seconds";
-/// GPU host-call latency histogram.
-pub const GPU_DISPATCH_DURATION: &str = "tensor_wasm_gpu_dispatch_duration_seconds";
 /// How many request-rate points the dashboard's sparkline keeps.
 pub const HISTORY_LEN: usize = 120;
 
@@ -32,13 +28,6 @@ pub struct FunctionItem {
     /// Owning tenant.
     #[serde(default)]
     pub tenant: String,
-}
-
-/// `GET /functions` reply.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FunctionList {
-    /// The caller's functions.
-    pub functions: Vec<FunctionItem>,
 }
 
 /// Everything one refresh fetched.
@@ -121,80 +110,6 @@ impl Scrape {
                     .sum_where("tensor_wasm_dev_mode", |_| true)
                     .map(|v| v >= 1.0)
             })
-    }
-}
-
-/// Latency quantiles in seconds (`None`: no observations).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Quantiles {
-    /// Median.
-    pub p50: Option<f64>,
-    /// 95th percentile.
-    pub p95: Option<f64>,
-    /// 99th percentile.
-    pub p99: Option<f64>,
-}
-
-impl Quantiles {
-    fn of(h: Option<&Histogram>) -> Self {
-        let q = |p| h.and_then(|h| h.quantile(p));
-        Quantiles {
-            p50: q(0.5),
-            p95: q(0.95),
-            p99: q(0.99),
-        }
-    }
-}
-
-/// The figures `--once` prints and the dashboard shows (cumulative since
-/// the server started).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct KeyMetrics {
-    /// Every HTTP request answered.
-    pub requests_total: f64,
-    /// Requests answered 5xx.
-    pub request_errors_total: f64,
-    /// Requests answered 4xx.
-    pub request_client_errors_total: f64,
-    /// Invocations, any outcome.
-    pub invocations_total: f64,
-    /// Invocations whose outcome was not `ok`.
-    pub invoke_errors_total: f64,
-    /// Invoke latency quantiles (seconds), estimated from the histogram buckets.
-    pub invoke_latency_seconds: Quantiles,
-    /// GPU host calls observed.
-    pub gpu_dispatch_total: f64,
-    /// GPU host-call latency p95 (seconds).
-    pub gpu_dispatch_p95_seconds: Option<f64>,
-}
-
-fn status_class(s: &Sample, class: char) -> bool {
-    s.label("status").is_some_and(|v| v.starts_with(class))
-}
-
-fn not_ok(s: &Sample) -> bool {
-    s.label("outcome").is_some_and(|o| o != "ok")
-}
-
-impl KeyMetrics {
-    /// Derives the figures from one scrape.
-    pub fn from_metrics(m: &Metrics) -> Self {
-        let invoke = m.histogram_where(INVOKE_DURATION, |_| true);
-        let dispatch = m.histogram_where(GPU_DISPATCH_DURATION, |_| true);
-        KeyMetrics {
-            requests_total: m.counter_where(REQUESTS, |_| true).unwrap_or(0.0),
-            request_errors_total: m
-                .counter_where(REQUESTS, |s| status_class(s, '5'))
-                .unwrap_or(0.0),
-            request_client_errors_total: m
-                .counter_where(REQUESTS, |s| status_class(s, '4'))
-                .unwrap_or(0.0),
-            invocations_total: m.counter_where(INVOCATIONS, |_| true).unwrap_or(0.0),
-            invoke_errors_total: m.counter_where(INVOCATIONS, not_ok).unwrap_or(0.0),
-            invoke_latency_seconds: Quantiles::of(invoke.as_ref()),
-            gpu_dispatch_total: dispatch.as_ref().map_or(0.0, Histogram::count),
-            gpu_dispatch_p95_seconds: dispatch.as_ref().and_then(|h| h.quantile(0.95)),
-        }
     }
 }
 
@@ -420,8 +335,8 @@ impl Dashboard {
 
 #[cfg(test)]
 mod tests {
-    use super::super::prom::parse;
     use super::*;
+    use tensor_wasm_client::metrics::parse;
 
     fn scrape(at: f64, requests: u64, errors: u64, fast: u64, slow: u64) -> Scrape {
         let total = fast + slow;

@@ -174,8 +174,9 @@ mod tests {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
-    use super::super::model::{FunctionItem, Quantiles, RouteRate};
+    use super::super::model::{FunctionItem, RouteRate};
     use super::*;
+    use tensor_wasm_client::metrics::Quantiles;
 
     fn buffer_text(view: &DashboardView, width: u16, height: u16) -> String {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");

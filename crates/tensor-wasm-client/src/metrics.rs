@@ -5,6 +5,12 @@
 //! parse: `# HELP`/`# TYPE`/`# UNIT`/`# EOF` lines are skipped, a sample's
 //! optional timestamp and OpenMetrics exemplar (` # {…} v`) are ignored.
 
+mod figures;
+
+pub use figures::{
+    GPU_DISPATCH_DURATION, INVOCATIONS, INVOKE_DURATION, KeyMetrics, Quantiles, REQUESTS,
+};
+
 /// One sample line: `name{labels} value`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
