@@ -24,6 +24,7 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 
+mod invocation;
 mod json;
 mod limits;
 mod observe;

@@ -5,24 +5,20 @@
 //! bytes call (body → WASI stdin, stdout → body). No store access here: the
 //! compiled function comes from the in-memory registry.
 
-use std::time::Instant;
-
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::{Deserialize, Serialize};
-use tensor_wasm_exec::{ExecError, TypedValue};
-use tracing::Instrument;
+use serde::Deserialize;
 
 use crate::error::ApiError;
+use crate::invocation::{self, Mode, TypedCall, TypedReply, micros};
 use crate::limits::{is_json, media_type, read_body};
 use crate::routes::functions::{FunctionIdPath, query};
 use crate::state::{AppState, Caller};
 
-/// Largest typed-call JSON body (`{"export","args"}`): 64 KiB.
-pub const MAX_TYPED_CALL_BYTES: usize = 64 << 10;
+pub use crate::invocation::MAX_TYPED_CALL_BYTES;
 
 /// Most stderr bytes (after escaping) returned in `x-tensor-wasm-stderr`.
 pub const STDERR_HEADER_LIMIT: usize = 1024;
@@ -36,22 +32,6 @@ static STDERR_TRUNCATED_HEADER: HeaderName =
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/functions/{id}/invoke", post(invoke))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TypedCall {
-    export: Option<String>,
-    #[serde(default)]
-    args: Vec<serde_json::Value>,
-}
-
-#[derive(Serialize)]
-struct TypedReply<'a> {
-    results: &'a [TypedValue],
-    duration_us: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fuel_used: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -80,40 +60,24 @@ async fn invoke(
     let body = read_body(&parts.headers, body, cap, state.body_timeout()).await?;
     // Parse before taking a slot: malformed requests never occupy one.
     let call = if typed {
-        let c: TypedCall = crate::json::parse_json(&body)?;
-        let export = c.export.ok_or_else(|| {
-            ApiError::InvalidRequest("a typed call needs `export` (and `args`)".into())
-        })?;
-        Call::Typed {
-            export,
-            args: c.args,
-        }
+        Call::Typed(TypedCall::parse(&body)?)
     } else {
         let q: BytesQuery = query(&parts.uri)?;
         Call::Bytes { export: q.export }
     };
 
-    let metrics = state.metrics();
-    let _permit = state.admit(&f)?;
+    let permit = invocation::admit(&state, &f)?;
     let executor = state.executor();
-    let started = Instant::now();
     match call {
-        Call::Typed { export, args } => {
-            let span = invoke_span(&state, "typed", &id, &export);
-            // Boxed: the engine's future is ~2 KB, and left inline it would
-            // be copied with the handler future at every move (measured in
-            // `benches/router.rs`).
-            let result = Box::pin(executor.call_typed(&f.compiled, &export, &args, &f.context))
-                .instrument(span)
-                .await;
-            metrics
-                .invoke_typed
-                .observe(started.elapsed().as_secs_f64());
-            let out = count(&state, result)?;
+        Call::Typed(TypedCall { export, args }) => {
+            let call = executor.call_typed(&f.compiled, &export, &args, &f.context);
+            let out = invocation::run(&state, &f, permit, Mode::Typed, &export, None, call).await?;
             let body = serde_json::to_vec(&TypedReply {
                 results: &out.results,
                 duration_us: micros(out.duration),
                 fuel_used: out.fuel_used,
+                snapshot_id: None,
+                restore: None,
             })
             .map_err(|e| ApiError::Internal(format!("encoding results: {e}")))?;
             let mut resp = (StatusCode::OK, body).into_response();
@@ -124,19 +88,10 @@ async fn invoke(
             Ok(resp)
         }
         Call::Bytes { export } => {
-            let span = invoke_span(&state, "bytes", &id, export.as_deref().unwrap_or("_start"));
-            let result = Box::pin(executor.call_bytes(
-                &f.compiled,
-                export.as_deref(),
-                body.to_vec(),
-                &f.context,
-            ))
-            .instrument(span)
-            .await;
-            metrics
-                .invoke_bytes
-                .observe(started.elapsed().as_secs_f64());
-            let out = count(&state, result)?;
+            let name = export.as_deref().unwrap_or("_start");
+            let call =
+                executor.call_bytes(&f.compiled, export.as_deref(), body.to_vec(), &f.context);
+            let out = invocation::run(&state, &f, permit, Mode::Bytes, name, None, call).await?;
             let mut resp = (StatusCode::OK, out.stdout).into_response();
             let h = resp.headers_mut();
             h.insert(
@@ -169,41 +124,8 @@ async fn invoke(
 }
 
 enum Call {
-    Typed {
-        export: String,
-        args: Vec<serde_json::Value>,
-    },
-    Bytes {
-        export: Option<String>,
-    },
-}
-
-fn count<T>(state: &AppState, result: Result<T, ExecError>) -> Result<T, ApiError> {
-    match result {
-        Ok(v) => {
-            state.metrics().invocation("ok");
-            Ok(v)
-        }
-        Err(e) => {
-            state.metrics().invocation(e.outcome());
-            Err(ApiError::Exec(e))
-        }
-    }
-}
-
-/// The `invoke` span, a child of the request span. Only created when spans
-/// are exported: in logs the request span already carries the context, and
-/// formatting a second span per call is measurable on the hot path.
-fn invoke_span(state: &AppState, mode: &'static str, id: &str, export: &str) -> tracing::Span {
-    if state.inner.otel {
-        tracing::info_span!("invoke", mode, function_id = %id, export = %export)
-    } else {
-        tracing::Span::none()
-    }
-}
-
-fn micros(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    Typed(TypedCall),
+    Bytes { export: Option<String> },
 }
 
 /// Escapes stderr into visible ASCII (`\n`, `\xNN`, …) of at most

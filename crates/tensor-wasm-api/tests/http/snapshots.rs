@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Options, TENANT_7, TENANT_8, TestServer, error_code, wasm};
+use crate::support::{Options, TENANT_7, TENANT_8, TestServer, error_code, metric_value, wasm};
 
 /// `init` fills a 64 KiB table with i*7+1; `lookup(i)` reads entry i, or -1
 /// when `init` never ran (so a cold plain invoke is distinguishable).
@@ -243,4 +243,80 @@ async fn deleting_a_function_deletes_its_snapshots_and_only_its_own() {
     // The surviving function still serves warm calls from its snapshot.
     let (status, warm) = invoke_from(&s, TENANT_7, kept["id"].as_str().unwrap(), "latest", 3).await;
     assert_eq!((status, &warm["results"]), (200, &json!([22])), "{warm}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_calls_from_an_unprepared_snapshot_prepare_it_once() {
+    let s = TestServer::start().await;
+    let f = s.deploy(Some(TENANT_7), "table", &wasm(TABLE_WAT)).await;
+    let id = f["id"].as_str().unwrap().to_owned();
+    let mut snaps = Vec::new();
+    for _ in 0..2 {
+        let snap: Value = s
+            .post(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
+            .json(&json!({"init_export": "init"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        snaps.push(snap["id"].as_str().unwrap().to_owned());
+    }
+    // After a restart only the newest is prepared (preload); the older one
+    // is prepared by its first calls.
+    let data_dir = s.data_dir.clone();
+    let tmp = s.stop().await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let s = TestServer::start_with(Options {
+        data_dir: Some(data_dir),
+        ..Options::default()
+    })
+    .await;
+    let lookups = |m: &str| {
+        metric_value(m, "tensor_wasm_compile_cache_hits_total")
+            + metric_value(m, "tensor_wasm_compile_cache_misses_total")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let before = loop {
+        let m = s.metrics().await;
+        if m.contains(r#"tensor_wasm_snapshots_total{action="preload",outcome="ok"} 1"#) {
+            break lookups(&m);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "preload never finished: {m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let older = snaps[0].clone();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (client, url) = (
+            s.client.clone(),
+            s.url(&format!("/functions/{id}/snapshots/{older}/invoke")),
+        );
+        calls.spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(TENANT_7)
+                .json(&json!({"export": "lookup", "args": [i]}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        });
+    }
+    for (status, v) in calls.join_all().await {
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["snapshot_id"], older.as_str(), "{v}");
+    }
+    let after = lookups(&s.metrics().await);
+    assert_eq!(
+        after - before,
+        1.0,
+        "eight concurrent first calls looked the baked module up once"
+    );
+    drop(s);
+    drop(tmp);
 }

@@ -2,41 +2,20 @@
 //! fresh instance that starts in the snapshot's state.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use tensor_wasm_exec::TypedValue;
 use tensor_wasm_snapshot::{SnapshotError, WarmStart};
 
 use crate::error::ApiError;
+use crate::invocation::{self, MAX_TYPED_CALL_BYTES, Mode, TypedCall, TypedReply, micros};
 use crate::limits::{is_json, media_type, read_body};
 use crate::state::{AppState, Caller, DeployedFunction};
 
 use super::service::{lock, module_for};
 use super::{SnapshotPath, target};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TypedCall {
-    export: Option<String>,
-    #[serde(default)]
-    args: Vec<serde_json::Value>,
-}
-
-#[derive(Serialize)]
-struct TypedReply<'a> {
-    results: &'a [TypedValue],
-    duration_us: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fuel_used: Option<u64>,
-    snapshot_id: &'a str,
-    /// `baked` (copy-on-write image) or `applied` (state written per call).
-    restore: &'static str,
-}
 
 /// The prepared snapshot `snapshot_id` (or the newest, for `latest`) of `f`.
 async fn warm_start(
@@ -71,11 +50,31 @@ async fn warm_start(
     if let Some(w) = service.prepared(&function_id, &id) {
         return Ok((id, w));
     }
+    // Not prepared yet (an older snapshot, or one evicted from memory): one
+    // preparation, however many calls arrive for it meanwhile. Its compiles
+    // are bounded by the engine's compile slots.
+    let preparation = service.preparation(&function_id, &id);
+    let result = preparation
+        .get_or_try_init(|| prepare(state, f, &id))
+        .await
+        .cloned();
+    service.end_preparation(&function_id, &id, &preparation);
+    Ok((id, result?))
+}
+
+/// Reads, verifies and prepares snapshot `id` of `f`, and keeps it prepared.
+async fn prepare(
+    state: &AppState,
+    f: &Arc<DeployedFunction>,
+    id: &str,
+) -> Result<Arc<WarmStart>, ApiError> {
+    let service = &state.inner.snapshots;
+    let function_id = f.record.id.0.clone();
     let module = module_for(state, f).await?;
     let policy = service.policy()?;
     let dir = service.dir.clone();
     let executor = state.executor().clone();
-    let sid = id.clone();
+    let sid = id.to_owned();
     let warm = tokio::task::spawn_blocking(move || {
         let snapshot = dir.load(&sid, &policy, None)?;
         if snapshot.meta.function_id.as_deref() != Some(function_id.as_str()) {
@@ -86,8 +85,8 @@ async fn warm_start(
     .await
     .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))??;
     let warm = Arc::new(warm);
-    service.remember(&f.record.id.0, id.clone(), warm.clone());
-    Ok((id, warm))
+    service.remember(&f.record.id.0, id.to_owned(), warm.clone());
+    Ok(warm)
 }
 
 pub(super) async fn invoke(
@@ -98,9 +97,7 @@ pub(super) async fn invoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let f = state.function_for(&caller, &path.function_id, "function.invoke")?;
-    let cap = state
-        .max_body_bytes()
-        .min(crate::routes::invoke::MAX_TYPED_CALL_BYTES);
+    let cap = state.max_body_bytes().min(MAX_TYPED_CALL_BYTES);
     let body = read_body(&headers, body, cap, state.body_timeout()).await?;
     if !is_json(&media_type(&headers)) {
         return Err(ApiError::InvalidRequest(
@@ -109,10 +106,10 @@ pub(super) async fn invoke(
                 .into(),
         ));
     }
-    let call: TypedCall = crate::json::parse_json(&body)?;
-    let export = call.export.ok_or_else(|| {
-        ApiError::InvalidRequest("a typed call needs `export` (and `args`)".into())
-    })?;
+    let TypedCall { export, args } = TypedCall::parse(&body)?;
+    // Admitted before the snapshot is prepared: a caller over its share
+    // starts no preparation.
+    let permit = invocation::admit(&state, &f)?;
 
     let service = &state.inner.snapshots;
     let (snapshot_id, warm) = match warm_start(&state, &f, &path.snapshot_id).await {
@@ -140,44 +137,23 @@ pub(super) async fn invoke(
     };
     service.count("restore", "ok");
 
-    let metrics = state.metrics();
-    let _permit = state.admit(&f)?;
-    let started = Instant::now();
-    // Like the plain invoke route: a span only when spans are exported.
-    let span = if state.inner.otel {
-        tracing::info_span!("invoke", mode = "snapshot", function_id = %path.function_id,
-            snapshot_id = %snapshot_id, export = %export)
-    } else {
-        tracing::Span::none()
-    };
-    let result = tracing::Instrument::instrument(
-        warm.call_typed(state.executor(), &export, &call.args, &f.context),
-        span,
+    let call = warm.call_typed(state.executor(), &export, &args, &f.context);
+    let out = invocation::run(
+        &state,
+        &f,
+        permit,
+        Mode::Snapshot,
+        &export,
+        Some(&snapshot_id),
+        call,
     )
-    .await;
-    metrics
-        .invoke_typed
-        .observe(started.elapsed().as_secs_f64());
-    let out = match result {
-        Ok(out) => {
-            metrics.invocation("ok");
-            out
-        }
-        Err(SnapshotError::Exec(e)) => {
-            metrics.invocation(e.outcome());
-            return Err(ApiError::Exec(e));
-        }
-        Err(e) => {
-            metrics.invocation("error");
-            return Err(e.into());
-        }
-    };
+    .await?;
     let reply = TypedReply {
         results: &out.results,
-        duration_us: u64::try_from(out.duration.as_micros()).unwrap_or(u64::MAX),
+        duration_us: micros(out.duration),
         fuel_used: out.fuel_used,
-        snapshot_id: &snapshot_id,
-        restore: if warm.is_baked() { "baked" } else { "applied" },
+        snapshot_id: Some(&snapshot_id),
+        restore: Some(if warm.is_baked() { "baked" } else { "applied" }),
     };
     Ok(axum::Json(
         serde_json::to_value(&reply)

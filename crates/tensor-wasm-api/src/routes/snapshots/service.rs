@@ -44,10 +44,16 @@ pub struct SnapshotService {
     /// only ever finds a snapshot of the function the caller already owns.
     pub(super) prepared: Mutex<Vec<(PreparedKey, Arc<WarmStart>)>>,
     pub(super) latest: Mutex<HashMap<String, String>>,
+    /// Preparations under way: calls for a snapshot not prepared yet wait
+    /// for one preparation instead of each compiling it.
+    pub(super) preparing: Mutex<HashMap<PreparedKey, Arc<Preparing>>>,
     /// Snapshots of capped tenants being created now (counted against
     /// `max_snapshots` until their file is written), by tenant.
     pub(super) creating: Arc<Mutex<HashMap<String, u64>>>,
 }
+
+/// A preparation under way; every caller waiting for it gets its result.
+pub(super) type Preparing = tokio::sync::OnceCell<Arc<WarmStart>>;
 
 /// One snapshot being created, counted against its tenant's quota until
 /// dropped (its file written, or the creation failed).
@@ -103,6 +109,7 @@ impl SnapshotService {
             modules: Mutex::default(),
             prepared: Mutex::default(),
             latest: Mutex::default(),
+            preparing: Mutex::default(),
             creating: Arc::default(),
         }
     }
@@ -145,6 +152,25 @@ impl SnapshotService {
             .iter()
             .find(|((f, s), _)| f == function_id && s == snapshot_id)
             .map(|(_, w)| w.clone())
+    }
+
+    /// The preparation of `snapshot_id` of `function_id` to wait for:
+    /// the one under way, or a new one.
+    pub(super) fn preparation(&self, function_id: &str, snapshot_id: &str) -> Arc<Preparing> {
+        lock(&self.preparing)
+            .entry((function_id.to_owned(), snapshot_id.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets a finished preparation (its result is in `prepared` when it
+    /// succeeded; a failed one is tried again by the next call).
+    pub(super) fn end_preparation(&self, function_id: &str, snapshot_id: &str, p: &Arc<Preparing>) {
+        let mut preparing = lock(&self.preparing);
+        let key = (function_id.to_owned(), snapshot_id.to_owned());
+        if preparing.get(&key).is_some_and(|q| Arc::ptr_eq(q, p)) {
+            preparing.remove(&key);
+        }
     }
 
     pub(super) fn remember(&self, function_id: &str, snapshot_id: String, warm: Arc<WarmStart>) {
