@@ -31,28 +31,7 @@ const WARM_WAT: &str = r#"(module
       (else (i32.const -1)))))"#;
 
 /// A WASI command copying stdin to stdout and writing `warn` to stderr.
-const ECHO_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 512) "warn\n")
-  (func $echo
-    (local $n i32)
-    (i32.store (i32.const 32) (i32.const 512))
-    (i32.store (i32.const 36) (i32.const 5))
-    (drop (call $fd_write (i32.const 2) (i32.const 32) (i32.const 1) (i32.const 40)))
-    (block $done
-      (loop $again
-        (i32.store (i32.const 0) (i32.const 1024))
-        (i32.store (i32.const 4) (i32.const 4096))
-        (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-        (local.set $n (i32.load (i32.const 8)))
-        (br_if $done (i32.eqz (local.get $n)))
-        (i32.store (i32.const 16) (i32.const 1024))
-        (i32.store (i32.const 20) (local.get $n))
-        (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
-        (br $again))))
-  (export "_start" (func $echo)))"#;
+const ECHO_WAT: &str = include_str!("../../tensor-wasm-api/tests/fixtures/echo.wat");
 
 fn wasm(src: &str) -> Vec<u8> {
     wat::parse_str(src).expect("test WAT parses")

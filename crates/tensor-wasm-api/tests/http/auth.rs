@@ -59,14 +59,7 @@ async fn tenants_see_only_their_functions_and_foreign_ids_are_404() {
     assert_eq!(theirs["tenant"], "8");
     let theirs_id = theirs["id"].as_str().unwrap();
 
-    let list: Value = s
-        .get("/functions", Some(TENANT_7))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.get_json("/functions", Some(TENANT_7)).await;
     let names: Vec<&str> = list["functions"]
         .as_array()
         .unwrap()
@@ -136,23 +129,9 @@ async fn admin_sees_all_tenants_and_creates_for_a_named_tenant() {
     let default = s.deploy(Some(ADMIN), "c", &wasm(ADD_WAT)).await;
     assert_eq!(default["tenant"], "default");
 
-    let list: Value = s
-        .get("/functions", Some(ADMIN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.get_json("/functions", Some(ADMIN)).await;
     assert_eq!(list["functions"].as_array().unwrap().len(), 3);
-    let list: Value = s
-        .get("/functions", Some(TENANT_8))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.get_json("/functions", Some(TENANT_8)).await;
     assert_eq!(list["functions"][0]["name"], "b");
 
     // A tenant token may not deploy into another tenant.
@@ -194,14 +173,7 @@ async fn dev_mode_admits_everything_and_says_so() {
         assert_eq!(r["actor"]["scope"]["kind"], "dev");
         assert_eq!(r["outcome"], "success");
     }
-    let ready: Value = s
-        .get("/readyz", None)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = s.get_json("/readyz", None).await;
     assert_eq!(ready["dev_mode"], true);
     assert!(s.metrics().await.contains("tensor_wasm_dev_mode 1"));
 }

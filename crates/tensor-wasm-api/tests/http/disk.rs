@@ -92,14 +92,7 @@ async fn a_full_disk_fails_deploys_clearly_and_writes_resume_when_space_returns(
         .unwrap()
         .to_owned();
     ids.push(id);
-    let listed: Value = s
-        .get("/functions", Some(TENANT_7))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = s.get_json("/functions", Some(TENANT_7)).await;
     assert_eq!(
         listed["functions"].as_array().unwrap().len(),
         ids.len(),

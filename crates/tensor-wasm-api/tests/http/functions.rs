@@ -29,22 +29,10 @@ async fn deploy_returns_record_with_exports_and_get_list_delete_work() {
     assert!(f["created_at"].as_str().unwrap().ends_with('Z'));
 
     let got: Value = s
-        .get(&format!("/functions/{id}"), Some(TENANT_7))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/functions/{id}"), Some(TENANT_7))
+        .await;
     assert_eq!(got, f);
-    let list: Value = s
-        .get("/functions", Some(TENANT_7))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.get_json("/functions", Some(TENANT_7)).await;
     assert_eq!(list["functions"], json!([f]));
 
     let r = s
@@ -169,14 +157,7 @@ async fn bad_deploys_get_clear_400s_and_415_and_are_audited_as_failures() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(error_code(&v), "unsupported_media_type");
 
-    let list: Value = s
-        .get("/functions", Some(ADMIN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.get_json("/functions", Some(ADMIN)).await;
     assert_eq!(list["functions"], json!([]), "nothing half-deployed");
     let recs = s.audit_records();
     assert_eq!(recs.len(), cases.len() + 2);
@@ -244,14 +225,7 @@ async fn concurrent_deploy_invoke_delete_loses_and_duplicates_nothing() {
             assert!(expected.insert(k), "duplicate id");
         }
     }
-    let list: Value = s
-        .get("/functions", Some(ADMIN))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = s.get_json("/functions", Some(ADMIN)).await;
     let listed: Vec<(String, String)> = list["functions"]
         .as_array()
         .unwrap()

@@ -676,12 +676,7 @@ async fn a_burst_of_snapshot_creations_cannot_pass_the_quota_together() {
     let (st, v) = create().await;
     assert_eq!((st, error_code(&v)), (403, "quota_exceeded"), "{v}");
     let listed: Value = s
-        .get(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
+        .await;
     assert_eq!(listed["snapshots"].as_array().unwrap().len(), 2, "{listed}");
 }

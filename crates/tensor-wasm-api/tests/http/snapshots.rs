@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Options, TENANT_7, TENANT_8, TestServer, error_code, metric_value, wasm};
+use crate::support::{TENANT_7, TENANT_8, TestServer, error_code, metric_value, wasm};
 
 /// `init` fills a 64 KiB table with i*7+1; `lookup(i)` reads entry i, or -1
 /// when `init` never ran (so a cold plain invoke is distinguishable).
@@ -66,24 +66,12 @@ async fn snapshot_captures_init_and_serves_warm_calls_across_a_restart() {
     assert_eq!(status, 404, "{other}");
 
     let listed: Value = s
-        .get(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
+        .await;
     assert_eq!(listed["snapshots"][0]["id"], snap_id.as_str());
 
     // Restart on the same data dir: the snapshot still answers warm.
-    let data_dir = s.data_dir.clone();
-    let tmp = s.stop().await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let s = TestServer::start_with(Options {
-        data_dir: Some(data_dir),
-        ..Options::default()
-    })
-    .await;
+    let (s, tmp) = s.restart().await;
     let (status, again) = invoke_from(&s, TENANT_7, &id, &snap_id, 16383).await;
     assert_eq!(
         (status, &again["results"]),
@@ -143,14 +131,12 @@ async fn a_damaged_snapshot_file_is_quarantined_at_start_up() {
     let f = s.deploy(Some(TENANT_7), "table", &wasm(TABLE_WAT)).await;
     let id = f["id"].as_str().unwrap().to_owned();
     let snap: Value = s
-        .post(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
-        .json(&json!({"init_export": "init"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .post_json(
+            &format!("/functions/{id}/snapshots"),
+            Some(TENANT_7),
+            &json!({"init_export": "init"}),
+        )
+        .await;
     let snap_id = snap["id"].as_str().unwrap();
     let path = s
         .data_dir
@@ -162,18 +148,10 @@ async fn a_damaged_snapshot_file_is_quarantined_at_start_up() {
     std::fs::write(&path, bytes).unwrap();
 
     // A fresh server (nothing preloaded in memory) must read the file again.
-    let data_dir = s.data_dir.clone();
-    let tmp = s.stop().await;
-    // Background snapshot work of the stopped server may hold the store a
-    // moment longer (in-process restart only; a real restart is a new process).
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let s = TestServer::start_with(Options {
-        data_dir: Some(data_dir.clone()),
-        ..Options::default()
-    })
-    .await;
+    let (s, tmp) = s.restart().await;
     // Start-up preload finds it damaged and moves it aside, kept for inspection.
-    let moved = data_dir
+    let moved = s
+        .data_dir
         .join("snapshots/quarantine")
         .join(format!("{snap_id}.tensor-wasm"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -213,14 +191,12 @@ async fn deleting_a_function_deletes_its_snapshots_and_only_its_own() {
     for f in [&doomed, &kept] {
         let id = f["id"].as_str().unwrap();
         let snap: Value = s
-            .post(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
-            .json(&json!({"init_export": "init"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .post_json(
+                &format!("/functions/{id}/snapshots"),
+                Some(TENANT_7),
+                &json!({"init_export": "init"}),
+            )
+            .await;
         let path = s
             .data_dir
             .join("snapshots")
@@ -253,26 +229,17 @@ async fn concurrent_first_calls_from_an_unprepared_snapshot_prepare_it_once() {
     let mut snaps = Vec::new();
     for _ in 0..2 {
         let snap: Value = s
-            .post(&format!("/functions/{id}/snapshots"), Some(TENANT_7))
-            .json(&json!({"init_export": "init"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .post_json(
+                &format!("/functions/{id}/snapshots"),
+                Some(TENANT_7),
+                &json!({"init_export": "init"}),
+            )
+            .await;
         snaps.push(snap["id"].as_str().unwrap().to_owned());
     }
     // After a restart only the newest is prepared (preload); the older one
     // is prepared by its first calls.
-    let data_dir = s.data_dir.clone();
-    let tmp = s.stop().await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let s = TestServer::start_with(Options {
-        data_dir: Some(data_dir),
-        ..Options::default()
-    })
-    .await;
+    let (s, tmp) = s.restart().await;
     let lookups = |m: &str| {
         metric_value(m, "tensor_wasm_compile_cache_hits_total")
             + metric_value(m, "tensor_wasm_compile_cache_misses_total")

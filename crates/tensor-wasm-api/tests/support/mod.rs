@@ -35,29 +35,7 @@ pub const SPIN_WAT: &str = r#"(module
   (func (export "spin") (loop br 0)))"#;
 
 /// A WASI command copying stdin to stdout and writing `warn` to stderr.
-pub const ECHO_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 512) "warn\n")
-  (func $echo
-    (local $n i32)
-    (i32.store (i32.const 32) (i32.const 512))
-    (i32.store (i32.const 36) (i32.const 5))
-    (drop (call $fd_write (i32.const 2) (i32.const 32) (i32.const 1) (i32.const 40)))
-    (block $done
-      (loop $again
-        (i32.store (i32.const 0) (i32.const 1024))
-        (i32.store (i32.const 4) (i32.const 4096))
-        (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-        (local.set $n (i32.load (i32.const 8)))
-        (br_if $done (i32.eqz (local.get $n)))
-        (i32.store (i32.const 16) (i32.const 1024))
-        (i32.store (i32.const 20) (local.get $n))
-        (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))
-        (br $again))))
-  (export "_start" (func $echo))
-  (export "echo" (func $echo)))"#;
+pub const ECHO_WAT: &str = include_str!("../fixtures/echo.wat");
 
 pub fn wasm(wat_src: &str) -> Vec<u8> {
     wat::parse_str(wat_src).expect("test WAT parses")
@@ -265,6 +243,22 @@ impl TestServer {
         self.gpu.as_deref().expect("server started with gpu: true")
     }
 
+    /// Stops this server and starts a fresh one (default options) on the
+    /// same data dir; the second value keeps a temp data dir alive.
+    pub async fn restart(self) -> (TestServer, Option<tempfile::TempDir>) {
+        let data_dir = self.data_dir.clone();
+        let tmp = self.stop().await;
+        // Background work of the stopped server may hold the store a moment
+        // longer (in-process restart only; a real restart is a new process).
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let s = TestServer::start_with(Options {
+            data_dir: Some(data_dir),
+            ..Options::default()
+        })
+        .await;
+        (s, tmp)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -279,6 +273,24 @@ impl TestServer {
 
     pub fn delete(&self, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
         auth(self.client.delete(self.url(path)), token)
+    }
+
+    /// `GET path` with `token`; the reply's JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
+        let r = self.get(path, token).send().await.expect("GET");
+        r.json().await.expect("JSON reply")
+    }
+
+    /// `POST path` with `token` and a JSON `body`; the reply's JSON body,
+    /// whatever the status.
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Value {
+        let r = self
+            .post(path, token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        r.json().await.expect("JSON reply")
     }
 
     /// Deploys through the JSON form; panics unless it answers 201.
