@@ -624,6 +624,24 @@ async fn storage_quotas_stop_a_tenant_from_filling_the_disk() {
     assert_eq!(st, 201, "{v}");
     let (_, st, v) = snap(2).await;
     assert_eq!((st, error_code(&v)), (403, "quota_exceeded"), "{v}");
+    // One audit rule for every route: a quota refusal is `denied`, whether
+    // it refused a deploy or a snapshot.
+    let refused: Vec<(String, String)> = s
+        .audit_records()
+        .iter()
+        .filter(|r| r["error"] == "quota_exceeded")
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (field("action"), field("outcome"))
+        })
+        .collect();
+    for action in ["function.create", "snapshot.create"] {
+        assert!(
+            refused.contains(&(action.to_owned(), "denied".to_owned())),
+            "{action} quota refusal recorded as denied: {refused:?}"
+        );
+    }
+    assert!(refused.iter().all(|(_, o)| o == "denied"), "{refused:?}");
     // Deleting makes room again.
     let r = s
         .delete(&format!("/functions/{id}"), Some(TENANT_7))
