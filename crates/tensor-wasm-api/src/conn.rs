@@ -3,7 +3,7 @@
 //! address cannot take every slot and hold them), a deadline for each
 //! request head, and an idle timeout for a kept-alive connection with
 //! nothing in flight. The request-body deadline
-//! applies where bodies are read ([`crate::limits::read_body`]).
+//! applies where bodies are read ([`crate::body::read_body`]).
 //!
 //! hyper serves each connection; a watchdog beside it closes the connection
 //! when its deadline passes. A connection is in one of three phases:
@@ -292,7 +292,7 @@ impl Drop for RequestGuard {
     }
 }
 
-/// Open connections per client address (see [`crate::limits::budget_key`]).
+/// Open connections per client address (see [`crate::rate::budget_key`]).
 #[derive(Default)]
 struct PerClient(Mutex<HashMap<IpAddr, usize>>);
 
@@ -375,7 +375,7 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let client =
-            (!trusted_proxies.trusts(peer.ip())).then(|| crate::limits::budget_key(peer.ip()));
+            (!trusted_proxies.trusts(peer.ip())).then(|| crate::rate::budget_key(peer.ip()));
         if let Some(key) = client
             && !per_client.try_add(key, per_client_max)
         {

@@ -71,7 +71,7 @@ impl TypedCall {
     /// Parses a typed call's JSON body (`400 invalid_request` when malformed
     /// or without `export`).
     pub(crate) fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let c: TypedCallBody = crate::json::parse_json(body)?;
+        let c: TypedCallBody = crate::body::parse_json(body)?;
         let export = c.export.ok_or_else(|| {
             ApiError::InvalidRequest("a typed call needs `export` (and `args`)".into())
         })?;

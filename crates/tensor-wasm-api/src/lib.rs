@@ -24,10 +24,11 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 
+mod body;
+mod guard;
 mod invocation;
-mod json;
-mod limits;
 mod observe;
+mod rate;
 
 pub use config::{ApiConfig, AuditTarget, RateLimitConfig, TenantLimits, TrustedProxies};
 pub use conn::ConnectionLimits;

@@ -18,8 +18,8 @@ use crate::audit::AuditLog;
 use crate::auth::{Authenticator, TokenIdHasher};
 use crate::config::ApiConfig;
 use crate::error::StartupError;
-use crate::limits::RateLimits;
 use crate::metrics::GatewayMetrics;
+use crate::rate::RateLimits;
 use crate::state::{AppState, FunctionRegistry, Shared};
 
 /// A ready-to-serve gateway.
@@ -138,7 +138,7 @@ impl Gateway {
                 audit_required: config.audit_required,
                 quota_lock: tokio::sync::Mutex::new(()),
                 loading: crate::state::Loading::default(),
-                unauthenticated: crate::limits::UnauthenticatedLimit::new(
+                unauthenticated: crate::rate::UnauthenticatedLimit::new(
                     config.unauthenticated_rate_limit,
                 ),
                 default_limits: config.default_limits.clone(),

@@ -13,8 +13,8 @@ use tensor_wasm_store::{FunctionLimits, FunctionRecord, FunctionStore};
 use crate::audit::{AuditLog, AuditRecord, AuditTargetRef, Outcome};
 use crate::auth::{Actor, Authenticator};
 use crate::error::ApiError;
-use crate::limits::RateLimits;
 use crate::metrics::GatewayMetrics;
+use crate::rate::RateLimits;
 
 /// Start-up compile progress of the stored functions.
 #[derive(Debug, Default)]
@@ -137,7 +137,7 @@ pub(crate) struct Shared {
     pub(crate) quota_lock: tokio::sync::Mutex<()>,
     /// Progress of compiling the stored functions at start-up.
     pub(crate) loading: Loading,
-    pub(crate) unauthenticated: crate::limits::UnauthenticatedLimit,
+    pub(crate) unauthenticated: crate::rate::UnauthenticatedLimit,
     pub(crate) default_limits: Limits,
     pub(crate) tenant_limits: crate::config::TenantLimits,
     pub(crate) max_memory_bytes: u64,
@@ -438,7 +438,7 @@ pub struct RequestContext {
     pub method: &'static str,
     /// Matched route template label.
     pub route: &'static str,
-    /// The client's address (see [`crate::limits::ClientAddr`]).
+    /// The client's address (see [`crate::guard::client_addr`]).
     pub client: Option<std::net::IpAddr>,
 }
 

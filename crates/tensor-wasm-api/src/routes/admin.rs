@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditLog, AuditTargetRef};
+use crate::body::JsonBody;
 use crate::error::ApiError;
-use crate::json::JsonBody;
 use crate::state::{AppState, Caller};
 
 pub(crate) fn router() -> Router<AppState> {

@@ -20,9 +20,9 @@ use tensor_wasm_store::{FunctionId, FunctionLimits, FunctionRecord};
 
 use crate::audit::{AuditLog, AuditTargetRef};
 use crate::auth::{Actor, DEFAULT_TENANT, ScopeKind, is_valid_tenant};
+use crate::body::{is_json, media_type, read_body};
 use crate::config::{above_ceiling, check_limit_values};
 use crate::error::ApiError;
-use crate::limits::{is_json, media_type, read_body};
 use crate::state::{AppState, Caller, DeployedFunction};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -264,7 +264,7 @@ fn parse_create(uri: &Uri, headers: &HeaderMap, body: Bytes) -> Result<CreateReq
             wasm: body.to_vec(),
         }
     } else {
-        let j: CreateJson = crate::json::parse_json(&body)?;
+        let j: CreateJson = crate::body::parse_json(&body)?;
         let wasm = decode_base64(&j.wasm_b64)?;
         CreateRequest {
             name: j.name,

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
+use crate::body::{is_json, media_type, read_body};
 use crate::error::ApiError;
 use crate::invocation::{self, Mode, TypedCall, TypedReply, micros};
-use crate::limits::{is_json, media_type, read_body};
 use crate::routes::functions::{FunctionIdPath, query};
 use crate::state::{AppState, Caller};
 

@@ -12,7 +12,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
-use crate::limits::GuardLayer;
+use crate::guard::GuardLayer;
 use crate::observe::{ObserveLayer, PanicResponder};
 use crate::state::AppState;
 

@@ -9,9 +9,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use tensor_wasm_snapshot::{SnapshotError, WarmStart};
 
+use crate::body::{is_json, media_type, read_body};
 use crate::error::ApiError;
 use crate::invocation::{self, MAX_TYPED_CALL_BYTES, Mode, TypedCall, TypedReply, micros};
-use crate::limits::{is_json, media_type, read_body};
 use crate::state::{AppState, Caller, DeployedFunction};
 
 use super::service::{lock, module_for};

@@ -184,7 +184,7 @@ async fn create_inner(
     body: Body,
 ) -> Result<(SnapshotView, Preparation), ApiError> {
     let request: CreateBody =
-        crate::json::read_json::<Option<CreateBody>>(state, headers, body, state.max_body_bytes())
+        crate::body::read_json::<Option<CreateBody>>(state, headers, body, state.max_body_bytes())
             .await?
             .unwrap_or_default();
     let service = &state.inner.snapshots;

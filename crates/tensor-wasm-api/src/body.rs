@@ -1,6 +1,7 @@
-//! JSON request bodies: one reader and one parser, whose every rejection is
-//! an [`ApiError`] (`400 invalid_request`, `413`, `408`, `415`), so each
-//! route answers malformed JSON the same way.
+//! Request bodies: one reader (the size cap and the body timeout) and one
+//! JSON parser, whose every rejection is an [`ApiError`] (`400
+//! invalid_request`, `413`, `408`, `415`), so each route answers a slow,
+//! large or malformed body the same way.
 //!
 //! [`JsonBody`] is the extractor for routes that take only JSON. A handler
 //! that audits its failures takes `Result<JsonBody<T>, ApiError>` and
@@ -8,13 +9,12 @@
 //! other content types (a raw module, bytes for an invoke) read the body
 //! themselves and call [`parse_json`].
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::limits::{is_json, media_type, read_body};
 use crate::state::AppState;
 
 /// A JSON body parsed into `T`. An empty body reads as JSON `null`, so
@@ -59,6 +59,59 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     };
     serde_json::from_slice(body)
         .map_err(|e| ApiError::InvalidRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Reads a whole body, refusing more than `limit` bytes with `413` and a
+/// body that has not fully arrived within `timeout` with `408`.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout {
+            timeout_ms: timeout.as_millis() as u64,
+        })?;
+    read.map_err(|e| {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return ApiError::PayloadTooLarge { limit };
+            }
+            source = err.source();
+        }
+        ApiError::InvalidRequest(format!("cannot read request body: {e}"))
+    })
+}
+
+/// The media type of a request without parameters, lower-cased (`""` if absent).
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// True for `application/json` and `application/*+json`.
+pub(crate) fn is_json(media_type: &str) -> bool {
+    media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
 }
 
 #[cfg(test)]
