@@ -83,8 +83,12 @@ impl HostState {
 
     /// The state `slot`'s host interface keeps in this store, made by
     /// [`crate::HostInterface::new_store_state`] on the first call and
-    /// dropped with the store. `slot` is the one the interface was linked
-    /// with into this store's engine.
+    /// dropped with the store.
+    ///
+    /// # Panics
+    ///
+    /// If `slot` was not made by this store's engine (an interface passes on
+    /// the slot it was linked with, nothing else), which no guest can cause.
     pub fn host_state_mut<S: Send + 'static>(&mut self, slot: HostSlot<S>) -> &mut S {
         self.host.get_or_make(slot, &self.tenant)
     }
