@@ -85,9 +85,12 @@ pub struct ApiConfig {
     /// Per-tenant overrides of `default_limits`, which are also the ceiling
     /// for that tenant's per-function settings (`TENSOR_WASM_TENANT_LIMITS`).
     pub tenant_limits: TenantLimits,
-    /// Engine settings other than the cache directory (which is `<data>/jit-cache`).
+    /// Engine settings other than the cache directory (which is `<data>/jit-cache`);
+    /// its host interfaces are linked besides the GPU's.
     pub engine: tensor_wasm_exec::EngineConfig,
-    /// GPU runtime guests may use; `None` = no GPU host interface.
+    /// GPU runtime guests may use (linked as one more host interface, and
+    /// its metrics and raw-PTX allow-list wired by the gateway); `None` = no
+    /// GPU host interface.
     pub gpu: Option<Arc<tensor_wasm_gpu::GpuRuntime>>,
     /// True when spans are exported over OTLP (trace ids then come from the span).
     pub otlp_tracing: bool,

@@ -67,12 +67,17 @@ impl Gateway {
 
         let cache_key = data.load_or_create_key(Secret::CacheKey)?;
 
-        let engine_config = EngineConfig {
+        let mut engine_config = EngineConfig {
             cache_dir: Some(data.compile_cache()),
             cache_key: Some(tensor_wasm_exec::CacheKey(cache_key)),
-            gpu: config.gpu.clone(),
             ..config.engine.clone()
         };
+        // The GPU runtime guests use is the one whose metrics, quotas and
+        // raw-PTX allow-list are wired below.
+        if let Some(gpu) = &config.gpu {
+            let host = tensor_wasm_gpu::GpuHost::new(gpu.clone());
+            engine_config.host_interfaces.push(host.into());
+        }
         let max_memory_bytes = engine_config.pool_max_memory_bytes;
         config
             .tenant_limits

@@ -3,9 +3,26 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The secret that authenticates compile-cache entries (shared with the
-/// GPU kernel cache); never printed.
-pub use tensor_wasm_gpu::CacheKey;
+/// The secret that authenticates compile-cache entries (`<data>/cache.key`,
+/// shared with the GPU kernel cache); never printed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheKey(<redacted>)")
+    }
+}
+
+impl CacheKey {
+    /// A key of this process only (entries of other processes then fail).
+    pub fn ephemeral() -> Self {
+        let mut k = [0u8; 32];
+        // Without OS randomness the key is still unknown outside this process.
+        let _ = getrandom::fill(&mut k);
+        CacheKey(k)
+    }
+}
 
 /// Default cap on the compile cache's size on disk: 2 GiB.
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
@@ -23,9 +40,10 @@ pub struct EngineConfig {
     pub fuel_metering: bool,
     /// Interval of the epoch ticker that enforces deadlines and yields long guests.
     pub epoch_tick: Duration,
-    /// GPU runtime whose host interface (`tw_gpu_v1`) guests may import;
-    /// `None` leaves those imports undefined, so such modules fail to deploy.
-    pub gpu: Option<std::sync::Arc<tensor_wasm_gpu::GpuRuntime>>,
+    /// Host interfaces guests may import (the GPU's `tw_gpu_v1`, …), wired
+    /// by the binary; imports of none of them stay undefined, so modules
+    /// that use them fail to deploy.
+    pub host_interfaces: Vec<crate::HostPlugin>,
     /// Secret that authenticates compile-cache entries (`<data>/cache.key`);
     /// `None`: a key of this process only.
     pub cache_key: Option<CacheKey>,
@@ -43,7 +61,7 @@ impl Default for EngineConfig {
             pool_max_memory_bytes: 1 << 30,
             fuel_metering: true,
             epoch_tick: Duration::from_millis(1),
-            gpu: None,
+            host_interfaces: Vec::new(),
             cache_key: None,
             cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             compile_limits: crate::CompileLimits::default(),

@@ -18,8 +18,9 @@
 //! every await on a store (instantiate, call) is also raced against the
 //! invocation's deadline (a `timeout_at` that arms its timer only once the
 //! call has had to wait). When the deadline
-//! wins, the call's future is dropped (Wasmtime unwinds the guest's fibre),
-//! the store and its GPU session are dropped with the [`LiveInstance`], and
+//! wins, the call's future is dropped (Wasmtime unwinds the guest's fibre,
+//! and a host call's future — a GPU op, say — with it), the store and its
+//! host interfaces' per-store state are dropped with the [`LiveInstance`], and
 //! the caller gets [`ExecError::DeadlineExceeded`]: whatever the guest was
 //! doing, it ends at its deadline.
 
@@ -30,7 +31,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use prometheus_client::registry::Registry;
-use tensor_wasm_gpu::{GpuRuntime, GpuSession};
 use wasmtime::{
     Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Module,
     ModuleExport, PoolingAllocationConfig, Store, Trap, UpdateDeadline, Val,
@@ -40,6 +40,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use crate::cache::{CacheStats, ModuleCache};
+use crate::host::{HostPlugin, HostSlot, StoreStates};
 use crate::limiter::GuestLimiter;
 use crate::output::BoundedOutput;
 use crate::typed::{ExportSignature, TypedValue, parse_args};
@@ -55,8 +56,8 @@ pub struct HostState {
     wasi: Option<WasiP1Ctx>,
     limiter: GuestLimiter,
     tenant: Arc<str>,
-    gpu_runtime: Option<Arc<GpuRuntime>>,
-    gpu: Option<GpuSession>,
+    /// The host interfaces' per-store state (see [`crate::HostInterface`]).
+    host: StoreStates,
     /// The tenant CPU slot this store holds between two epoch ticks; made on
     /// the first tick (calls shorter than a tick never allocate it) and
     /// released with the store.
@@ -75,26 +76,27 @@ impl HostState {
             .get_or_insert_with(|| WasiCtxBuilder::new().build_p1())
     }
 
-    /// The store's GPU session, opened on the guest's first GPU call and
-    /// closed (every buffer freed, quota released) when the store drops.
-    fn gpu(&mut self) -> &mut GpuSession {
-        let Self {
-            gpu,
-            gpu_runtime,
-            tenant,
-            ..
-        } = self;
-        gpu.get_or_insert_with(|| {
-            let runtime = gpu_runtime
-                .clone()
-                .expect("GPU imports are only linked when the executor has a GPU runtime");
-            GpuSession::new(runtime, tenant)
-        })
+    /// The tenant this store runs for.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
-    /// The GPU session, if the guest used the GPU.
-    pub fn gpu_session(&self) -> Option<&GpuSession> {
-        self.gpu.as_ref()
+    /// The state `slot`'s host interface keeps in this store, made by
+    /// [`crate::HostInterface::new_store_state`] on the first call and
+    /// dropped with the store.
+    ///
+    /// # Panics
+    ///
+    /// If `slot` was not made by this store's engine (an interface passes on
+    /// the slot it was linked with, nothing else), which no guest can cause.
+    pub fn host_state_mut<S: Send + 'static>(&mut self, slot: HostSlot<S>) -> &mut S {
+        self.host.get_or_make(slot, &self.tenant)
+    }
+
+    /// The state `slot`'s host interface keeps in this store, if the guest
+    /// has called into that interface.
+    pub fn host_state<S: Send + 'static>(&self, slot: HostSlot<S>) -> Option<&S> {
+        self.host.get(slot)
     }
 }
 
@@ -223,6 +225,8 @@ struct ExecutorInner {
     cache: ModuleCache,
     counters: crate::cache::Counters,
     compile_slots: crate::compile_limits::CompileSlots,
+    /// `config.host_interfaces`, shared with every store (`None`: none).
+    host_interfaces: Option<Arc<[HostPlugin]>>,
     config: EngineConfig,
 }
 
@@ -266,10 +270,16 @@ impl Executor {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, HostState::wasi)
             .map_err(|e| ExecError::Internal(format!("linking WASI: {e}")))?;
-        if config.gpu.is_some() {
-            tensor_wasm_gpu::add_to_linker(&mut linker, HostState::gpu)
-                .map_err(|e| ExecError::Internal(format!("linking the GPU interface: {e}")))?;
+        for (index, interface) in config.host_interfaces.iter().enumerate() {
+            interface.link(&mut linker, index).map_err(|e| {
+                ExecError::Internal(format!(
+                    "linking the {} host interface: {e}",
+                    interface.name()
+                ))
+            })?;
         }
+        let host_interfaces = (!config.host_interfaces.is_empty())
+            .then(|| Arc::from(config.host_interfaces.as_slice()));
 
         spawn_epoch_ticker(&engine, config.epoch_tick);
         let cache = ModuleCache::new(
@@ -287,6 +297,7 @@ impl Executor {
                 compile_slots: crate::compile_limits::CompileSlots::new(
                     config.compile_limits.max_concurrent,
                 ),
+                host_interfaces,
                 config,
             }),
         })
@@ -512,8 +523,7 @@ impl Executor {
             wasi,
             limiter: GuestLimiter::new(&limits),
             tenant: ctx.tenant.clone(),
-            gpu_runtime: self.inner.config.gpu.clone(),
-            gpu: None,
+            host: StoreStates::new(self.inner.host_interfaces.clone()),
             cpu_slot: None,
         };
         // One store per invocation: the isolation boundary (see `HostState`).

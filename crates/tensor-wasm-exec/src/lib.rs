@@ -12,6 +12,11 @@
 //! - **bytes**: a WASI preview-1 command, stdin in and stdout out
 //!   ([`Executor::call_bytes`]).
 //!
+//! Host interfaces beyond WASI (the GPU's `tw_gpu_v1` today) plug in through
+//! one extension point, [`HostInterface`], listed in
+//! [`EngineConfig::host_interfaces`] by the binary: the engine links each one
+//! and keeps its per-store state, and depends on none of them.
+//!
 //! Invariant: this crate knows nothing about HTTP, tenants' credentials or
 //! storage; every failure is an [`ExecError`] and no guest can make it panic.
 
@@ -20,6 +25,7 @@ mod compile_limits;
 mod config;
 mod engine;
 mod error;
+mod host;
 mod limiter;
 mod output;
 mod typed;
@@ -31,4 +37,5 @@ pub use engine::{
     BytesOutcome, CommandInput, CompiledFunction, Executor, HostState, LiveInstance, TypedOutcome,
 };
 pub use error::ExecError;
+pub use host::{HostInterface, HostPlugin, HostSlot};
 pub use typed::{ExportSignature, TypedValue, parse_args};

@@ -23,8 +23,12 @@ use std::ops::Range;
 use std::time::Instant;
 use wasmtime::{Caller, Extern, Linker, Memory};
 
-/// Accessor from the store's data to the instance's session.
-pub type SessionGetter<T> = fn(&mut T) -> &mut GpuSession;
+/// Accessor from the store's data to the instance's session: a plain
+/// function or a closure that captures only `Copy` data (such as the engine's
+/// [`tensor_wasm_exec::HostSlot`]), so host calls copy it for free.
+pub trait SessionGetter<T>: Fn(&mut T) -> &mut GpuSession + Copy + Send + Sync + 'static {}
+
+impl<T, G: Fn(&mut T) -> &mut GpuSession + Copy + Send + Sync + 'static> SessionGetter<T> for G {}
 
 /// THE bounds check: `ptr..ptr+len` (both unsigned) must lie inside a linear
 /// memory of `mem_len` bytes.
@@ -75,7 +79,7 @@ fn finish(session: &mut GpuSession, result: Result<(), GpuError>) -> i32 {
 /// Runs `f` with the caller's memory and session; maps the outcome to a code.
 fn with_memory<T>(
     caller: &mut Caller<'_, T>,
-    get: SessionGetter<T>,
+    get: impl SessionGetter<T>,
     f: impl FnOnce(&mut [u8], &mut GpuSession) -> Result<(), GpuError>,
 ) -> i32 {
     with_memory_value(caller, get, f).map_or_else(|code| code, |()| abi::OK)
@@ -85,7 +89,7 @@ fn with_memory<T>(
 /// value; an error is recorded and comes back as the guest's code.
 fn with_memory_value<T, R>(
     caller: &mut Caller<'_, T>,
-    get: SessionGetter<T>,
+    get: impl SessionGetter<T>,
     f: impl FnOnce(&mut [u8], &mut GpuSession) -> Result<R, GpuError>,
 ) -> Result<R, i32> {
     match memory(caller) {
@@ -101,7 +105,7 @@ fn with_memory_value<T, R>(
 
 /// True when the backend finishes every call before returning (CPU): its
 /// copies then run inline, without a hop to the blocking pool.
-fn synchronous<T>(caller: &mut Caller<'_, T>, get: SessionGetter<T>) -> bool {
+fn synchronous<T>(caller: &mut Caller<'_, T>, get: impl SessionGetter<T>) -> bool {
     get(caller.data_mut())
         .runtime()
         .backend()
@@ -178,11 +182,13 @@ fn observe(session: &GpuSession, op: &'static str, started: Instant) {
 }
 
 /// Defines the `tw_gpu_v1` import module in `linker`. `get` maps the store's
-/// data to the instance's [`GpuSession`].
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut GpuSession,
-) -> wasmtime::Result<()> {
+/// data to the instance's [`GpuSession`] (see [`SessionGetter`]); the engine
+/// wires it through [`crate::GpuHost`] instead.
+pub fn add_to_linker<T, G>(linker: &mut Linker<T>, get: G) -> wasmtime::Result<()>
+where
+    T: Send + 'static,
+    G: Fn(&mut T) -> &mut GpuSession + Copy + Send + Sync + 'static,
+{
     let m = abi::MODULE;
 
     linker.func_wrap(m, "abi_version", || -> i32 { abi::ABI_VERSION })?;
@@ -512,7 +518,7 @@ pub fn add_to_linker<T: Send + 'static>(
 
 fn define_op<T: Send + 'static, P: wasmtime::WasmTyList + Send + 'static>(
     linker: &mut Linker<T>,
-    get: SessionGetter<T>,
+    get: impl SessionGetter<T>,
     name: &str,
     make: fn(P) -> Op,
 ) -> wasmtime::Result<()> {

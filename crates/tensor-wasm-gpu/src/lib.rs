@@ -11,7 +11,9 @@
 //! Pieces: one process-wide [`GpuRuntime`] (backend, per-tenant quotas,
 //! kernel cache keyed by BLAKE3, metrics) and one [`GpuSession`] per Wasm
 //! instance (its handle table), wired into a `wasmtime::Linker` with
-//! [`add_to_linker`].
+//! [`add_to_linker`] — or into the engine as one of its host interfaces with
+//! [`GpuHost`], which the binary lists in
+//! `tensor_wasm_exec::EngineConfig::host_interfaces`.
 //!
 //! Invariant: a guest can only name buffers and kernels through its own
 //! session's handles, and every guest pointer is bounds-checked in one helper
@@ -20,6 +22,7 @@
 
 pub mod abi;
 pub mod backend;
+mod engine;
 mod error;
 mod host;
 mod metrics;
@@ -29,8 +32,9 @@ mod sealed;
 mod session;
 
 pub use backend::{Backend, BufferId, CpuBackend, CudaBackend, Fence, KernelArg, LaunchDims};
+pub use engine::GpuHost;
 pub use error::GpuError;
 pub use host::{SessionGetter, add_to_linker};
 pub use runtime::{BackendChoice, GpuConfig, GpuQuotas, GpuRuntime};
-pub use sealed::CacheKey;
 pub use session::{ArgValue, GpuSession, Op};
+pub use tensor_wasm_exec::CacheKey;

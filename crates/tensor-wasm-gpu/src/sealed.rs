@@ -4,25 +4,7 @@
 //! verifies over the entry's own name and bytes. Layout:
 //! `MAGIC (8) | BLAKE3-keyed MAC (32) | payload`.
 
-/// The secret that authenticates cache entries; never printed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct CacheKey(pub [u8; 32]);
-
-impl std::fmt::Debug for CacheKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CacheKey(<redacted>)")
-    }
-}
-
-impl CacheKey {
-    /// A key of this process only (entries of other processes then fail).
-    pub fn ephemeral() -> Self {
-        let mut k = [0u8; 32];
-        // Without OS randomness the key is still unknown outside this process.
-        let _ = getrandom::fill(&mut k);
-        CacheKey(k)
-    }
-}
+use crate::CacheKey;
 
 const MAGIC: &[u8; 8] = b"TWSEAL01";
 const HEADER_LEN: usize = MAGIC.len() + 32;

@@ -40,6 +40,15 @@ fn is_writable_dir(dir: &std::path::Path) -> bool {
     }
 }
 
+/// The host interfaces guests of a local command (`run`, `snapshot`) may
+/// import: the GPU's, per `--gpu` (see [`local_gpu_runtime`]).
+pub fn local_host_interfaces(gpu: &str) -> anyhow::Result<Vec<tensor_wasm_exec::HostPlugin>> {
+    Ok(local_gpu_runtime(gpu, None, Default::default())?
+        .map(|rt| tensor_wasm_gpu::GpuHost::new(rt).into())
+        .into_iter()
+        .collect())
+}
+
 /// The GPU runtime of a local command (`run`, `snapshot`): the operator's own
 /// code on the operator's machine, so its `local` tenant may use raw PTX.
 pub fn local_gpu_runtime(

@@ -52,7 +52,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = EngineConfig {
         pool_total_instances: 16,
         pool_max_memory_bytes: args.max_memory.max(1 << 30),
-        gpu: super::local_gpu_runtime(&args.gpu, None, Default::default())?,
+        host_interfaces: super::local_host_interfaces(&args.gpu)?,
         ..EngineConfig::default()
     };
     let exec = Executor::new(config)?;

@@ -209,7 +209,7 @@ fn engine(max_memory: u64, gpu: &str) -> anyhow::Result<Executor> {
     Ok(Executor::new(EngineConfig {
         pool_total_instances: 8,
         pool_max_memory_bytes: max_memory.max(1 << 30),
-        gpu: super::local_gpu_runtime(gpu, None, Default::default())?,
+        host_interfaces: super::local_host_interfaces(gpu)?,
         ..EngineConfig::default()
     })?)
 }

@@ -1,10 +1,11 @@
-//! The GPU host interface as wired into the executor: linked only when a GPU
-//! runtime exists, one session per store, everything freed when the store ends.
+//! The GPU host interface plugged into the executor ([`GpuHost`]): linked
+//! only when the engine lists it, one session per store, everything freed
+//! when the store ends.
 
 use std::time::Duration;
 
 use tensor_wasm_exec::{EngineConfig, Executor, InvokeContext, Limits, TypedValue};
-use tensor_wasm_gpu::{BackendChoice, GpuConfig, GpuRuntime};
+use tensor_wasm_gpu::{BackendChoice, GpuConfig, GpuHost, GpuRuntime};
 
 /// Allocates a 1 MiB buffer, then either returns the status or traps/spins.
 const GUEST: &str = r#"(module
@@ -41,7 +42,7 @@ fn ctx() -> InvokeContext {
 }
 
 #[test]
-fn gpu_imports_fail_to_link_without_a_gpu_runtime() {
+fn gpu_imports_fail_to_link_without_the_gpu_interface() {
     let exec = Executor::new(EngineConfig {
         pool_total_instances: 4,
         ..Default::default()
@@ -57,7 +58,7 @@ async fn buffers_are_freed_when_the_invocation_ends_however_it_ends() {
     let rt = cpu_runtime();
     let exec = Executor::new(EngineConfig {
         pool_total_instances: 4,
-        gpu: Some(rt.clone()),
+        host_interfaces: vec![GpuHost::new(rt.clone()).into()],
         ..Default::default()
     })
     .unwrap();
@@ -86,7 +87,7 @@ async fn buffers_are_freed_when_the_invocation_ends_however_it_ends() {
 async fn out_of_bounds_guest_pointer_is_an_error_code_not_a_crash() {
     let exec = Executor::new(EngineConfig {
         pool_total_instances: 4,
-        gpu: Some(cpu_runtime()),
+        host_interfaces: vec![GpuHost::new(cpu_runtime()).into()],
         ..Default::default()
     })
     .unwrap();
