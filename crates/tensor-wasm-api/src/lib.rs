@@ -21,6 +21,7 @@ pub mod error;
 pub mod metrics;
 pub mod routes;
 pub mod server;
+pub mod snapshots;
 pub mod state;
 pub mod telemetry;
 

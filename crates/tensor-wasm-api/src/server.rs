@@ -104,7 +104,7 @@ impl Gateway {
         }
 
         let snapshots =
-            crate::routes::snapshots::SnapshotService::register(&mut registry, &config.data_dir);
+            crate::snapshots::SnapshotService::register(&mut registry, &config.data_dir);
         let global = config.max_concurrent_invocations.max(1);
         let budget = config
             .memory_budget_bytes
@@ -162,7 +162,7 @@ impl Gateway {
         let deadline = Instant::now() + config.startup_load_budget;
         let pending = load_registry(&state, records, Some(deadline));
         if pending.is_empty() {
-            crate::routes::snapshots::preload(&state);
+            crate::snapshots::preload(&state);
         } else {
             state.inner.loading.active.store(true, Ordering::Release);
             tracing::info!(
@@ -207,7 +207,7 @@ impl Gateway {
                 let left = load_registry(&state, pending, None);
                 debug_assert!(left.is_empty());
                 state.inner.loading.active.store(false, Ordering::Release);
-                crate::routes::snapshots::preload(&state);
+                crate::snapshots::preload(&state);
             });
         }
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

@@ -145,7 +145,7 @@ pub(crate) struct Shared {
     pub(crate) gpu: Option<Arc<tensor_wasm_gpu::GpuRuntime>>,
     pub(crate) data_dir: PathBuf,
     pub(crate) otel: bool,
-    pub(crate) snapshots: crate::routes::snapshots::SnapshotService,
+    pub(crate) snapshots: crate::snapshots::SnapshotService,
 }
 
 impl AppState {

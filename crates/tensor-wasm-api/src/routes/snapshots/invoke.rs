@@ -14,8 +14,8 @@ use crate::error::ApiError;
 use crate::invocation::{self, MAX_TYPED_CALL_BYTES, Mode, TypedCall, TypedReply, micros};
 use crate::state::{AppState, Caller, DeployedFunction};
 
-use super::service::{lock, module_for};
 use super::{SnapshotPath, target};
+use crate::snapshots::{lock, module_for};
 
 /// The prepared snapshot `snapshot_id` (or the newest, for `latest`) of `f`.
 async fn warm_start(

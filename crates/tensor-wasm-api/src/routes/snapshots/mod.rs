@@ -25,11 +25,8 @@
 //! error code, e.g. `snapshot_newer_version`).
 
 mod invoke;
-mod service;
 
-pub use service::SnapshotService;
-pub(crate) use service::preload;
-use service::{lock, module_for};
+use crate::snapshots::{lock, module_for};
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! The snapshot service: the snapshot directory, the signing key, caches of
 //! instrumented modules and prepared snapshots, and the start-up preload.
+//! Gateway state ([`crate::state::Shared`] holds one); the HTTP routes over
+//! it are in [`crate::routes::snapshots`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,7 +26,7 @@ use crate::state::{AppState, DeployedFunction};
 const MAX_PREPARED: usize = 64;
 
 /// `(function id, snapshot id)`: what a prepared snapshot is filed under.
-pub(super) type PreparedKey = (String, String);
+pub(crate) type PreparedKey = (String, String);
 
 /// Labels of `tensor_wasm_snapshots_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -36,28 +38,28 @@ struct SnapshotLabels {
 /// Snapshot state shared by the routes: directory, signing key, metrics and
 /// caches of instrumented modules and prepared snapshots.
 pub struct SnapshotService {
-    pub(super) dir: SnapshotDir,
-    pub(super) signing_key: Result<Option<SigningKey>, String>,
+    pub(crate) dir: SnapshotDir,
+    pub(crate) signing_key: Result<Option<SigningKey>, String>,
     total: Family<SnapshotLabels, Counter>,
-    pub(super) modules: Mutex<HashMap<String, SnapshotModule>>,
+    pub(crate) modules: Mutex<HashMap<String, SnapshotModule>>,
     /// Prepared snapshots keyed by `(function id, snapshot id)`: a lookup
     /// only ever finds a snapshot of the function the caller already owns.
-    pub(super) prepared: Mutex<Vec<(PreparedKey, Arc<WarmStart>)>>,
-    pub(super) latest: Mutex<HashMap<String, String>>,
+    pub(crate) prepared: Mutex<Vec<(PreparedKey, Arc<WarmStart>)>>,
+    pub(crate) latest: Mutex<HashMap<String, String>>,
     /// Preparations under way: calls for a snapshot not prepared yet wait
     /// for one preparation instead of each compiling it.
-    pub(super) preparing: Mutex<HashMap<PreparedKey, Arc<Preparing>>>,
+    pub(crate) preparing: Mutex<HashMap<PreparedKey, Arc<Preparing>>>,
     /// Snapshots of capped tenants being created now (counted against
     /// `max_snapshots` until their file is written), by tenant.
-    pub(super) creating: Arc<Mutex<HashMap<String, u64>>>,
+    pub(crate) creating: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 /// A preparation under way; every caller waiting for it gets its result.
-pub(super) type Preparing = tokio::sync::OnceCell<Arc<WarmStart>>;
+pub(crate) type Preparing = tokio::sync::OnceCell<Arc<WarmStart>>;
 
 /// One snapshot being created, counted against its tenant's quota until
 /// dropped (its file written, or the creation failed).
-pub(super) struct Creating {
+pub(crate) struct Creating {
     creating: Arc<Mutex<HashMap<String, u64>>>,
     tenant: String,
 }
@@ -115,12 +117,12 @@ impl SnapshotService {
     }
 
     /// Snapshots of `tenant` being created now.
-    pub(super) fn creating(&self, tenant: &str) -> u64 {
+    pub(crate) fn creating(&self, tenant: &str) -> u64 {
         lock(&self.creating).get(tenant).copied().unwrap_or(0)
     }
 
     /// Counts one more snapshot of `tenant` as being created.
-    pub(super) fn start_creating(&self, tenant: &str) -> Creating {
+    pub(crate) fn start_creating(&self, tenant: &str) -> Creating {
         *lock(&self.creating).entry(tenant.to_owned()).or_insert(0) += 1;
         Creating {
             creating: self.creating.clone(),
@@ -128,26 +130,26 @@ impl SnapshotService {
         }
     }
 
-    pub(super) fn count(&self, action: &'static str, outcome: &'static str) {
+    pub(crate) fn count(&self, action: &'static str, outcome: &'static str) {
         self.total
             .get_or_create(&SnapshotLabels { action, outcome })
             .inc();
     }
 
-    pub(super) fn key(&self) -> Result<Option<&SigningKey>, ApiError> {
+    pub(crate) fn key(&self) -> Result<Option<&SigningKey>, ApiError> {
         self.signing_key
             .as_ref()
             .map(Option::as_ref)
             .map_err(|e| ApiError::Internal(format!("snapshot signing key: {e}")))
     }
 
-    pub(super) fn policy(&self) -> Result<VerifyPolicy, ApiError> {
+    pub(crate) fn policy(&self) -> Result<VerifyPolicy, ApiError> {
         Ok(self.key()?.map(VerifyPolicy::require).unwrap_or_default())
     }
 
     /// The prepared snapshot `snapshot_id` of `function_id`; never one of
     /// another function, whatever id the caller names.
-    pub(super) fn prepared(&self, function_id: &str, snapshot_id: &str) -> Option<Arc<WarmStart>> {
+    pub(crate) fn prepared(&self, function_id: &str, snapshot_id: &str) -> Option<Arc<WarmStart>> {
         lock(&self.prepared)
             .iter()
             .find(|((f, s), _)| f == function_id && s == snapshot_id)
@@ -156,7 +158,7 @@ impl SnapshotService {
 
     /// The preparation of `snapshot_id` of `function_id` to wait for:
     /// the one under way, or a new one.
-    pub(super) fn preparation(&self, function_id: &str, snapshot_id: &str) -> Arc<Preparing> {
+    pub(crate) fn preparation(&self, function_id: &str, snapshot_id: &str) -> Arc<Preparing> {
         lock(&self.preparing)
             .entry((function_id.to_owned(), snapshot_id.to_owned()))
             .or_default()
@@ -165,7 +167,7 @@ impl SnapshotService {
 
     /// Forgets a finished preparation (its result is in `prepared` when it
     /// succeeded; a failed one is tried again by the next call).
-    pub(super) fn end_preparation(&self, function_id: &str, snapshot_id: &str, p: &Arc<Preparing>) {
+    pub(crate) fn end_preparation(&self, function_id: &str, snapshot_id: &str, p: &Arc<Preparing>) {
         let mut preparing = lock(&self.preparing);
         let key = (function_id.to_owned(), snapshot_id.to_owned());
         if preparing.get(&key).is_some_and(|q| Arc::ptr_eq(q, p)) {
@@ -173,7 +175,7 @@ impl SnapshotService {
         }
     }
 
-    pub(super) fn remember(&self, function_id: &str, snapshot_id: String, warm: Arc<WarmStart>) {
+    pub(crate) fn remember(&self, function_id: &str, snapshot_id: String, warm: Arc<WarmStart>) {
         let mut prepared = lock(&self.prepared);
         prepared.retain(|((f, s), _)| !(f == function_id && *s == snapshot_id));
         if prepared.len() >= MAX_PREPARED {
@@ -206,7 +208,7 @@ impl SnapshotService {
 
     /// Drops what is cached for a deleted snapshot, its baked module's
     /// compile-cache entry included.
-    pub(super) fn forget(&self, executor: &Executor, function_id: &str, snapshot_id: &str) {
+    pub(crate) fn forget(&self, executor: &Executor, function_id: &str, snapshot_id: &str) {
         self.drop_prepared(executor, |f, s| f == function_id && s == snapshot_id);
         let mut latest = lock(&self.latest);
         if latest.get(function_id).is_some_and(|l| l == snapshot_id) {
@@ -233,12 +235,12 @@ impl SnapshotService {
     }
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The function's instrumented module, instrumented and compiled once.
-pub(super) async fn module_for(
+pub(crate) async fn module_for(
     state: &AppState,
     f: &Arc<DeployedFunction>,
 ) -> Result<SnapshotModule, ApiError> {
@@ -248,7 +250,7 @@ pub(super) async fn module_for(
         .map_err(|e| ApiError::Internal(format!("snapshot task failed: {e}")))?
 }
 
-pub(super) fn module_for_blocking(
+pub(crate) fn module_for_blocking(
     state: &AppState,
     f: &DeployedFunction,
 ) -> Result<SnapshotModule, ApiError> {
