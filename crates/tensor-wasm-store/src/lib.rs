@@ -1,16 +1,22 @@
 //! Durable function registry.
 //!
 //! The gateway keeps every deployed function (its metadata and its Wasm
-//! bytes) behind the [`FunctionStore`] trait so that a single node can use an
-//! embedded database while a fleet can share one (PostgreSQL, later).
+//! bytes) behind the async [`FunctionStore`] trait so that a single node can
+//! use an embedded database while a fleet can share one (PostgreSQL, later).
+//! The binary picks the backend ([`StoreChoice`]) and hands the gateway an
+//! `Arc<dyn FunctionStore>`; nothing else names a backend.
 //!
 //! Invariant: a function is either fully present (record *and* bytes) or
 //! absent; no reader ever observes a half-written deploy.
 //!
 //! What is here:
+//! - [`FunctionStore`]: the contract, including [`export`](FunctionStore::export)
+//!   and [`import`](FunctionStore::import) of the whole store as one byte
+//!   stream ([`EXPORT_FORMAT`]), which is how backups copy and restore it;
 //! - [`RedbStore`]: the embedded store, one redb file `functions.redb` in the
 //!   data dir, carrying a schema version ([`schema`]);
 //! - [`MemoryStore`]: the same contract in memory, for other crates' tests;
+//! - [`StoreChoice`]: the backends the binary can open, from `--store`;
 //! - [`backup`]: consistent copies of a data dir (store, snapshots, audit
 //!   key) with a checksummed manifest, and their restore.
 //!

@@ -11,7 +11,11 @@
 //! On the next open redb repairs its allocator state from the last committed
 //! tree. Backups copy every table out of a single read transaction (an MVCC
 //! snapshot) into a fresh file that is renamed into place only once it is
-//! complete and fsynced, so a backup file is either whole or absent.
+//! complete and fsynced, so a backup file is either whole or absent. An
+//! export is such a copy made beside the store (a scratch file, removed
+//! when its stream is dropped; it needs free space the size of the store);
+//! an import copies the rows of a checked stream into the store in one
+//! write transaction.
 //!
 //! Sharing with other processes: the server opens the file in redb's
 //! [`ConcurrencyMode::SingleWriter`] mode (byte-range locks, redb ≥ 4.5), so
@@ -20,7 +24,7 @@
 //! refused. On a file system without byte-range locks the open falls back to
 //! the exclusive whole-file lock, and an offline backup must then go through
 //! the server's `POST /admin/backup` (which calls
-//! [`FunctionStore::backup_to`]). In single-writer mode each read
+//! [`FunctionStore::export`]). In single-writer mode each read
 //! transaction takes two uncontended `fcntl` locks; the registry is read
 //! once per deploy or cache miss, not per invocation, so that is noise.
 

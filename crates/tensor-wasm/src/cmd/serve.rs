@@ -24,8 +24,15 @@ pub struct ServeArgs {
 
     /// Function store backend: `redb` (embedded, `functions.redb` in the data
     /// dir). A PostgreSQL URL (`postgres://…`) for replicas will go here.
-    #[arg(long, env = "TENSOR_WASM_STORE", default_value = "redb")]
-    store: tensor_wasm_store::StoreChoice,
+    // Parsed by `StoreChoice` in `main`, not by clap: clap would echo the
+    // value, and a database URL may hold a password.
+    #[arg(
+        long,
+        env = "TENSOR_WASM_STORE",
+        default_value = "redb",
+        hide_env_values = true
+    )]
+    store: String,
 
     /// GPU backend for guests: auto, cuda, cpu or off.
     #[arg(long, env = "TENSOR_WASM_GPU", default_value = "auto",
@@ -218,6 +225,8 @@ pub struct ServeArgs {
 }
 
 pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let store: tensor_wasm_store::StoreChoice =
+        args.store.parse().context("--store / TENSOR_WASM_STORE")?;
     let _telemetry = tensor_wasm_api::telemetry::init(&TelemetryConfig {
         filter: args.log.clone(),
         format: args.log_format,
@@ -307,8 +316,7 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         // The binary picks the store backend; the gateway only sees the trait.
-        let store = args
-            .store
+        let store = store
             .open(&data_dir)
             .await
             .map_err(tensor_wasm_api::StartupError::from)
