@@ -118,7 +118,7 @@ fn main() {
         config.audit = AuditTarget::File(dir.path().join("audit.log"));
         config.gpu = None;
         let store = Arc::new(tensor_wasm_store::MemoryStore::default());
-        let gateway = Gateway::with_store(config, store).expect("gateway");
+        let gateway = Gateway::with_store(config, store).await.expect("gateway");
         let router = gateway.router();
         let wasm = wat::parse_str(ADD).expect("wat");
         let deploy = Request::post("/functions?name=add")

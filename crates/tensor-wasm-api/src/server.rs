@@ -11,7 +11,7 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use tensor_wasm_exec::{EngineConfig, Executor};
 use tensor_wasm_fs::{DataDir, Secret};
-use tensor_wasm_store::FunctionStore;
+use tensor_wasm_store::{FunctionStore, StoreChoice};
 use tokio::net::TcpListener;
 
 use crate::audit::AuditLog;
@@ -43,18 +43,19 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Opens everything under `config.data_dir`: the durable store
-    /// (`functions.redb`), the audit key, the compile cache.
-    pub fn open(config: ApiConfig) -> Result<Self, StartupError> {
+    /// Opens everything under `config.data_dir` with the default store
+    /// backend ([`StoreChoice::default`], the embedded `functions.redb`), the
+    /// audit key, the compile cache. The binary picks the backend itself and
+    /// calls [`Gateway::with_store`].
+    pub async fn open(config: ApiConfig) -> Result<Self, StartupError> {
         tensor_wasm_store::backup::check_no_interrupted_restore(&config.data_dir)?;
         prepare_data_dir(&config.data_dir)?;
-        let store =
-            tensor_wasm_store::RedbStore::open(&DataDir::new(&config.data_dir).store_file())?;
-        Self::with_store(config, Arc::new(store))
+        let store = StoreChoice::default().open(&config.data_dir).await?;
+        Self::with_store(config, store).await
     }
 
-    /// Like [`Gateway::open`] with a store chosen by the caller.
-    pub fn with_store(
+    /// Like [`Gateway::open`] with a store of any backend chosen by the caller.
+    pub async fn with_store(
         config: ApiConfig,
         store: Arc<dyn FunctionStore>,
     ) -> Result<Self, StartupError> {
@@ -156,11 +157,11 @@ impl Gateway {
                 snapshots,
             }),
         };
-        let records = state.store().list(None)?;
+        let records = state.store().list(None).await?;
         let total = records.len();
         state.inner.loading.total.store(total, Ordering::Relaxed);
         let deadline = Instant::now() + config.startup_load_budget;
-        let pending = load_registry(&state, records, Some(deadline));
+        let pending = load_registry(&state, records, Some(deadline)).await;
         if pending.is_empty() {
             crate::snapshots::preload(&state);
         } else {
@@ -203,8 +204,8 @@ impl Gateway {
         if !self.pending.is_empty() {
             let state = self.state.clone();
             let pending = std::mem::take(&mut self.pending);
-            tokio::task::spawn_blocking(move || {
-                let left = load_registry(&state, pending, None);
+            tokio::spawn(async move {
+                let left = load_registry(&state, pending, None).await;
                 debug_assert!(left.is_empty());
                 state.inner.loading.active.store(false, Ordering::Release);
                 crate::snapshots::preload(&state);
@@ -311,7 +312,7 @@ fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
 /// Compiles stored functions into the registry until `deadline` (if any)
 /// passes; returns the records not reached. A function that no longer
 /// compiles is logged and left out (it stays in the store).
-fn load_registry(
+async fn load_registry(
     state: &AppState,
     records: Vec<tensor_wasm_store::FunctionRecord>,
     deadline: Option<Instant>,
@@ -321,7 +322,7 @@ fn load_registry(
     let mut loaded = 0usize;
     let mut records = records.into_iter();
     for record in records.by_ref() {
-        load_one(state, record);
+        load_one(state, record).await;
         loaded += 1;
         state.inner.loading.done.fetch_add(1, Ordering::Relaxed);
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -344,8 +345,8 @@ fn load_registry(
     pending
 }
 
-fn load_one(state: &AppState, record: tensor_wasm_store::FunctionRecord) {
-    let wasm = match state.store().wasm(&record.id) {
+async fn load_one(state: &AppState, record: tensor_wasm_store::FunctionRecord) {
+    let wasm = match state.store().wasm(&record.id).await {
         Ok(Some(w)) => w,
         Ok(None) => {
             tracing::error!(function_id = %record.id, "stored record has no Wasm bytes; skipped");
@@ -356,9 +357,15 @@ fn load_one(state: &AppState, record: tensor_wasm_store::FunctionRecord) {
             return;
         }
     };
-    let compiled = match state.executor().compile(&wasm) {
-        Ok(c) => c,
+    // Compiling is CPU work: off the async threads.
+    let executor = state.executor().clone();
+    let compiled = match tokio::task::spawn_blocking(move || executor.compile(&wasm)).await {
+        Ok(Ok(c)) => c,
         Err(err) => {
+            tracing::error!(function_id = %record.id, %err, "compile task failed; skipped");
+            return;
+        }
+        Ok(Err(err)) => {
             tracing::error!(function_id = %record.id, %err, "stored function no longer compiles; skipped");
             return;
         }

@@ -259,9 +259,10 @@ pub(crate) fn module_for_blocking(
     if let Some(m) = lock(&service.modules).get(&key) {
         return Ok(m.clone());
     }
-    let wasm = state
-        .store()
-        .wasm(&f.record.id)
+    // A blocking thread inside the runtime (`spawn_blocking`, or the
+    // preload thread, which enters it): wait for the async store here.
+    let wasm = tokio::runtime::Handle::current()
+        .block_on(state.store().wasm(&f.record.id))
         .map_err(ApiError::from)?
         .ok_or(ApiError::FunctionNotFound)?;
     let module = SnapshotModule::prepare(state.executor(), &wasm)?;
@@ -275,9 +276,15 @@ pub(crate) fn module_for_blocking(
 /// snapshot to be prepared (or refused) on first use.
 pub(crate) fn preload(state: &AppState) {
     let state = state.clone();
+    // Store reads block on the runtime this was called from.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("snapshot preload skipped: no async runtime");
+        return;
+    };
     let spawned = std::thread::Builder::new()
         .name("tensor-wasm-snapshot-preload".into())
         .spawn(move || {
+            let _runtime = runtime.enter();
             let service = &state.inner.snapshots;
             let Ok(listed) = service.dir.list() else {
                 return;

@@ -58,7 +58,7 @@ async fn start(rate_limit: Option<(u32, u32)>) -> Server {
     });
     config.engine.pool_total_instances = 16;
     config.engine.pool_max_memory_bytes = 256 << 20;
-    let gateway = Gateway::open(config).expect("gateway opens");
+    let gateway = Gateway::open(config).await.expect("gateway opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -11,7 +11,11 @@
 //! On the next open redb repairs its allocator state from the last committed
 //! tree. Backups copy every table out of a single read transaction (an MVCC
 //! snapshot) into a fresh file that is renamed into place only once it is
-//! complete and fsynced, so a backup file is either whole or absent.
+//! complete and fsynced, so a backup file is either whole or absent. An
+//! export is such a copy made beside the store (a scratch file, removed
+//! when its stream is dropped; it needs free space the size of the store);
+//! an import copies the rows of a checked stream into the store in one
+//! write transaction.
 //!
 //! Sharing with other processes: the server opens the file in redb's
 //! [`ConcurrencyMode::SingleWriter`] mode (byte-range locks, redb ≥ 4.5), so
@@ -20,12 +24,13 @@
 //! refused. On a file system without byte-range locks the open falls back to
 //! the exclusive whole-file lock, and an offline backup must then go through
 //! the server's `POST /admin/backup` (which calls
-//! [`FunctionStore::backup_to`]). In single-writer mode each read
+//! [`FunctionStore::export`]). In single-writer mode each read
 //! transaction takes two uncontended `fcntl` locks; the registry is read
 //! once per deploy or cache miss, not per invocation, so that is noise.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{
     Builder, ConcurrencyMode, Database, DatabaseError, MultimapTableHandle, ReadOnlyDatabase,
@@ -33,8 +38,12 @@ use redb::{
     TableDefinition, TableError, TableHandle, WriteTransaction,
 };
 
+use crate::export::{ScratchPath, SpooledExport, spool};
 use crate::schema::{self, Compatibility, MIN_READER_VERSION, SCHEMA_VERSION, SchemaInfo};
-use crate::{FunctionId, FunctionRecord, FunctionStore, StoreError};
+use crate::{
+    ExportInfo, ExportStream, FunctionId, FunctionRecord, FunctionStore, StoreError, StoreExport,
+    StoreFuture,
+};
 
 /// File name of the store inside a data dir (see [`tensor_wasm_fs::DataDir`]).
 pub const STORE_FILE_NAME: &str = tensor_wasm_fs::names::STORE_FILE;
@@ -53,11 +62,19 @@ pub(crate) const KEY_MIN_READER_VERSION: &str = "min_reader_version";
 const KNOWN_TABLES: [&str; 3] = ["meta", "functions", "wasm"];
 
 /// The embedded, durable [`FunctionStore`]: one redb file.
-/// The redb-backed store. After a failed write (a full disk) redb refuses
-/// every later operation until the database is reopened; the store does
-/// that itself on the next call, so a server recovers once space returns,
-/// without a restart (RELIABILITY.md, "Store failures").
+///
+/// After a failed write (a full disk) redb refuses every later operation
+/// until the database is reopened; the store does that itself on the next
+/// call, so a server recovers once space returns, without a restart
+/// (RELIABILITY.md, "Store failures"). Every call runs its redb work on
+/// tokio's blocking pool (`spawn_blocking`), so it must be made inside a
+/// tokio runtime.
+#[derive(Clone)]
 pub struct RedbStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     /// `None` while a reopen has failed (retried on the next call); the
     /// number counts reopens, so callers that saw the same failure reopen
     /// once between them, not once each.
@@ -69,8 +86,8 @@ pub struct RedbStore {
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedbStore")
-            .field("path", &self.path)
-            .field("schema", &self.schema)
+            .field("path", &self.inner.path)
+            .field("schema", &self.inner.schema)
             .finish_non_exhaustive()
     }
 }
@@ -91,12 +108,47 @@ impl RedbStore {
             );
         }
         Ok(Self {
-            db: std::sync::RwLock::new((0, Some(db))),
-            path: path.to_path_buf(),
-            schema,
+            inner: Arc::new(Inner {
+                db: std::sync::RwLock::new((0, Some(db))),
+                path: path.to_path_buf(),
+                schema,
+            }),
         })
     }
 
+    /// Opens `<data_dir>/functions.redb`, creating the data dir if needed.
+    pub fn open_in_data_dir(data_dir: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Backend(format!("create data dir {}: {e}", data_dir.display()))
+        })?;
+        Self::open(&tensor_wasm_fs::DataDir::new(data_dir).store_file())
+    }
+
+    /// Path of the store file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Schema numbers of the opened store.
+    pub fn schema(&self) -> SchemaInfo {
+        self.inner.schema
+    }
+
+    /// Runs `op` on the database on tokio's blocking pool (see [`Inner::with_db`]).
+    fn run<T: Send + 'static>(
+        &self,
+        op: impl Fn(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || inner.with_db(op))
+                .await
+                .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        })
+    }
+}
+
+impl Inner {
     /// Runs `op` on the database; when redb reports that an earlier I/O
     /// failure poisoned it (or a reopen failed before), closes and reopens
     /// the file first and runs `op` once more.
@@ -142,32 +194,21 @@ impl RedbStore {
             }
         }
     }
-
-    /// Opens `<data_dir>/functions.redb`, creating the data dir if needed.
-    pub fn open_in_data_dir(data_dir: &Path) -> Result<Self, StoreError> {
-        fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Backend(format!("create data dir {}: {e}", data_dir.display()))
-        })?;
-        Self::open(&tensor_wasm_fs::DataDir::new(data_dir).store_file())
-    }
-
-    /// Path of the store file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Schema numbers of the opened store.
-    pub fn schema(&self) -> SchemaInfo {
-        self.schema
-    }
 }
 
 impl FunctionStore for RedbStore {
-    fn create(&self, record: &FunctionRecord, wasm: &[u8]) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(record)
-            .map_err(|e| StoreError::Backend(format!("encode record {}: {e}", record.id)))?;
-        let key = record.id.0.as_str();
-        self.with_db(|db| {
+    fn create<'a>(&'a self, record: &'a FunctionRecord, wasm: &'a [u8]) -> StoreFuture<'a, ()> {
+        let json = match serde_json::to_vec(record) {
+            Ok(json) => json,
+            Err(e) => {
+                let err = StoreError::Backend(format!("encode record {}: {e}", record.id));
+                return Box::pin(std::future::ready(Err(err)));
+            }
+        };
+        let id = record.id.clone();
+        let wasm = wasm.to_vec();
+        self.run(move |db| {
+            let key = id.0.as_str();
             let txn = db.begin_write().map_err(backend)?;
             let exists = {
                 let mut functions = txn.open_table(FUNCTIONS).map_err(backend)?;
@@ -175,27 +216,29 @@ impl FunctionStore for RedbStore {
                 if !exists {
                     functions.insert(key, json.as_slice()).map_err(backend)?;
                     let mut bytes = txn.open_table(WASM).map_err(backend)?;
-                    bytes.insert(key, wasm).map_err(backend)?;
+                    bytes.insert(key, wasm.as_slice()).map_err(backend)?;
                 }
                 exists
             };
             if exists {
                 txn.abort().map_err(backend)?;
-                return Err(StoreError::AlreadyExists(record.id.clone()));
+                return Err(StoreError::AlreadyExists(id.clone()));
             }
             txn.commit().map_err(backend)
         })
     }
 
-    fn get(&self, id: &FunctionId) -> Result<Option<FunctionRecord>, StoreError> {
-        self.with_db(|db| {
+    fn get<'a>(&'a self, id: &'a FunctionId) -> StoreFuture<'a, Option<FunctionRecord>> {
+        let id = id.clone();
+        self.run(move |db| {
             let txn = db.begin_read().map_err(backend)?;
-            get_record(&txn, id)
+            get_record(&txn, &id)
         })
     }
 
-    fn wasm(&self, id: &FunctionId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with_db(|db| {
+    fn wasm<'a>(&'a self, id: &'a FunctionId) -> StoreFuture<'a, Option<Vec<u8>>> {
+        let id = id.clone();
+        self.run(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = match txn.open_table(WASM) {
                 Ok(table) => table,
@@ -207,16 +250,18 @@ impl FunctionStore for RedbStore {
         })
     }
 
-    fn list(&self, tenant: Option<&str>) -> Result<Vec<FunctionRecord>, StoreError> {
-        self.with_db(|db| {
+    fn list<'a>(&'a self, tenant: Option<&'a str>) -> StoreFuture<'a, Vec<FunctionRecord>> {
+        let tenant = tenant.map(str::to_owned);
+        self.run(move |db| {
             let txn = db.begin_read().map_err(backend)?;
-            list_records(&txn, tenant)
+            list_records(&txn, tenant.as_deref())
         })
     }
 
-    fn delete(&self, id: &FunctionId) -> Result<bool, StoreError> {
-        let key = id.0.as_str();
-        self.with_db(|db| {
+    fn delete<'a>(&'a self, id: &'a FunctionId) -> StoreFuture<'a, bool> {
+        let id = id.clone();
+        self.run(move |db| {
+            let key = id.0.as_str();
             let txn = db.begin_write().map_err(backend)?;
             let existed = {
                 let mut functions = txn.open_table(FUNCTIONS).map_err(backend)?;
@@ -234,8 +279,8 @@ impl FunctionStore for RedbStore {
         })
     }
 
-    fn count(&self) -> Result<u64, StoreError> {
-        self.with_db(|db| {
+    fn count(&self) -> StoreFuture<'_, u64> {
+        self.run(|db| {
             let txn = db.begin_read().map_err(backend)?;
             match txn.open_table(FUNCTIONS) {
                 Ok(table) => table.len().map_err(backend),
@@ -245,12 +290,138 @@ impl FunctionStore for RedbStore {
         })
     }
 
-    fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
-        self.with_db(|db| {
+    fn export(&self) -> StoreFuture<'_, StoreExport> {
+        // The copy is spooled beside the store: same file system, and the
+        // scratch file is removed when the stream is dropped.
+        let dir = scratch_dir(&self.inner.path);
+        self.run(move |db| {
             let txn = db.begin_read().map_err(backend)?;
-            copy_snapshot(&txn, dest)
+            let info = snapshot_info(&txn)?;
+            let scratch = ScratchPath::new_in(&dir, "functions-export");
+            copy_snapshot(&txn, scratch.path())?;
+            Ok(StoreExport {
+                info,
+                stream: Box::new(SpooledExport::open(scratch)?),
+            })
         })
     }
+
+    fn import(&self, stream: ExportStream) -> StoreFuture<'_, ExportInfo> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let scratch = spool(stream, &scratch_dir(&inner.path))?;
+                let source = redb::ReadOnlyDatabase::open(scratch.path())
+                    .map_err(|e| open_error(scratch.path(), e))?;
+                let from = source.begin_read().map_err(backend)?;
+                let info = readable_export_info(&from)?;
+                inner.with_db(|db| {
+                    let txn = db.begin_write().map_err(backend)?;
+                    {
+                        let mut functions = txn.open_table(FUNCTIONS).map_err(backend)?;
+                        let mut bytes = txn.open_table(WASM).map_err(backend)?;
+                        if !functions.is_empty().map_err(backend)?
+                            || !bytes.is_empty().map_err(backend)?
+                        {
+                            return Err(not_empty());
+                        }
+                        // This store keeps its own schema numbers: the
+                        // stream was checked readable, and rows are copied
+                        // as stored. (A later schema migrates rows of an
+                        // older stream here, as `open` migrates a file.)
+                        copy_rows(&from, FUNCTIONS, &mut functions)?;
+                        copy_rows(&from, WASM, &mut bytes)?;
+                    }
+                    txn.commit().map_err(backend)
+                })?;
+                Ok(info)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+        })
+    }
+}
+
+/// The refusal of an import into a store that holds functions.
+pub(crate) fn not_empty() -> StoreError {
+    StoreError::Backend(
+        "import needs an empty store: this one holds functions (restore into a new one)".into(),
+    )
+}
+
+/// Where scratch copies of the store at `path` go: its own directory.
+fn scratch_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Copies every row of `table` in the snapshot `from` into `to`.
+fn copy_rows(
+    from: &ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    to: &mut redb::Table<&str, &[u8]>,
+) -> Result<(), StoreError> {
+    let rows = match from.open_table(table) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(backend(e)),
+    };
+    for entry in rows.iter().map_err(backend)? {
+        let (k, v) = entry.map_err(backend)?;
+        to.insert(k.value(), v.value()).map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Schema numbers and function count of a snapshot.
+pub(crate) fn snapshot_info(txn: &ReadTransaction) -> Result<ExportInfo, StoreError> {
+    let (version, min_reader) = read_versions(txn)?;
+    let function_count = match txn.open_table(FUNCTIONS) {
+        Ok(table) => table.len().map_err(backend)?,
+        Err(TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => return Err(backend(e)),
+    };
+    Ok(ExportInfo {
+        schema_version: version,
+        min_reader_version: min_reader.unwrap_or(version),
+        function_count,
+    })
+}
+
+/// [`snapshot_info`] of an export this binary can read and that holds no
+/// table it does not know; what an import checks before copying anything.
+pub(crate) fn readable_export_info(txn: &ReadTransaction) -> Result<ExportInfo, StoreError> {
+    check_readable(txn)?;
+    check_known_tables(txn)?;
+    snapshot_info(txn)
+}
+
+/// Every `(record, bytes)` of a snapshot, in id order; a record without
+/// bytes is corruption.
+pub(crate) fn read_all(
+    txn: &ReadTransaction,
+) -> Result<Vec<(FunctionRecord, Vec<u8>)>, StoreError> {
+    let records = list_records(txn, None)?;
+    let bytes = match txn.open_table(WASM) {
+        Ok(t) => Some(t),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(backend(e)),
+    };
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let wasm = match &bytes {
+            Some(t) => t.get(record.id.0.as_str()).map_err(backend)?,
+            None => None,
+        };
+        let wasm = wasm
+            .ok_or_else(|| StoreError::Corrupt(format!("record {} has no Wasm bytes", record.id)))?
+            .value()
+            .to_vec();
+        out.push((record, wasm));
+    }
+    Ok(out)
 }
 
 /// Opens the file for writing in single-writer mode (see the module doc),
@@ -485,8 +656,9 @@ pub(crate) fn list_records(
     Ok(out)
 }
 
-/// Copies every table of a snapshot into a new store file at `dest`.
-pub(crate) fn copy_snapshot(txn: &ReadTransaction, dest: &Path) -> Result<(), StoreError> {
+/// Refuses a snapshot holding tables this release does not know (written
+/// by a newer schema): copying it would drop them.
+fn check_known_tables(txn: &ReadTransaction) -> Result<(), StoreError> {
     let unknown: Vec<String> = txn
         .list_tables()
         .map_err(backend)?
@@ -506,6 +678,12 @@ pub(crate) fn copy_snapshot(txn: &ReadTransaction, dest: &Path) -> Result<(), St
             unknown.join(", ")
         )));
     }
+    Ok(())
+}
+
+/// Copies every table of a snapshot into a new store file at `dest`.
+pub(crate) fn copy_snapshot(txn: &ReadTransaction, dest: &Path) -> Result<(), StoreError> {
+    check_known_tables(txn)?;
     write_new_store_file(dest, |out| {
         let meta_in = txn.open_table(META).map_err(backend)?;
         let mut meta_out = out.open_table(META).map_err(backend)?;
@@ -530,7 +708,7 @@ pub(crate) fn copy_snapshot(txn: &ReadTransaction, dest: &Path) -> Result<(), St
 }
 
 /// Writes a schema-current store file at `dest` holding the given functions
-/// (used by [`MemoryStore`](crate::MemoryStore)'s backups).
+/// (used by [`MemoryStore`](crate::MemoryStore)'s exports).
 pub(crate) fn write_store_file<'a>(
     dest: &Path,
     functions: impl IntoIterator<Item = (&'a FunctionRecord, &'a [u8])>,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use support::{assert_consistent, deploy, wasm_for};
+use support::{assert_consistent, deploy, wait, wasm_for};
 use tensor_wasm_fs::names::{
     AUDIT_KEY as AUDIT_KEY_FILE_NAME, SIGNING_KEY as SIGNING_KEY_FILE_NAME,
 };
@@ -58,7 +58,7 @@ fn assert_prefix_snapshot(store: &dyn FunctionStore, min: u64, written: u64) -> 
     );
     for (n, id) in ids.iter().enumerate() {
         assert_eq!(id, &format!("fn_{n:06}"));
-        let bytes = store.wasm(&FunctionId(id.clone())).expect("wasm");
+        let bytes = wait(store.wasm(&FunctionId(id.clone()))).expect("wasm");
         assert_eq!(bytes, Some(wasm_for(n as u64)));
     }
     k
@@ -91,26 +91,44 @@ fn write_side_files(data: &Path) {
 }
 
 #[test]
-fn backup_to_while_a_writer_is_active_gives_a_consistent_store() {
+fn export_while_a_writer_is_active_gives_a_consistent_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(RedbStore::open_in_data_dir(dir.path()).expect("open"));
     let dest = dir.path().join("backup.redb");
+    let mut info = None;
     let written = with_active_writer(Arc::clone(&store), 20, || {
-        store.backup_to(&dest).expect("backup");
+        let mut export = wait(store.export()).expect("export");
+        let mut file = fs::File::create_new(&dest).expect("create");
+        std::io::copy(&mut export.stream, &mut file).expect("copy");
+        info = Some(export.info);
     });
-    let copy = RedbStore::open(&dest).expect("backup opens");
+    let copy = RedbStore::open(&dest).expect("export opens as a store");
     assert_eq!(copy.schema().stored_version, SCHEMA_VERSION);
-    assert_prefix_snapshot(&copy, 20, written);
+    let k = assert_prefix_snapshot(&copy, 20, written);
+    assert_eq!(info.expect("info").function_count, k);
 }
 
 #[test]
-fn backup_to_refuses_an_existing_destination() {
+fn export_leaves_no_scratch_file_once_its_stream_is_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = RedbStore::open_in_data_dir(dir.path()).expect("open");
-    let dest = dir.path().join("taken.redb");
-    fs::write(&dest, b"precious").expect("write");
-    assert!(store.backup_to(&dest).is_err());
-    assert_eq!(fs::read(&dest).expect("read"), b"precious");
+    deploy(&store, "fn_a", "acme", 1);
+    let names = || -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = names();
+    let export = wait(store.export()).expect("export");
+    assert!(
+        names().len() > before.len(),
+        "the export is spooled beside the store"
+    );
+    drop(export);
+    assert_eq!(names(), before);
 }
 
 #[test]
@@ -142,7 +160,7 @@ fn online_backup_through_the_server_handle_matches_the_layout() {
     let server = RedbStore::open_in_data_dir(dir.path()).expect("open");
     let out = tempfile::tempdir().expect("tempdir");
     let to = out.path().join("b");
-    let manifest = backup_data_dir_with_store(&server, dir.path(), &to).expect("backup");
+    let manifest = wait(backup_data_dir_with_store(&server, dir.path(), &to)).expect("backup");
     assert_eq!(manifest.function_count, ids.len() as u64);
     let restored = out.path().join("data");
     restore_data_dir(&to, &restored).expect("restore");
@@ -194,8 +212,8 @@ fn restore_round_trip_brings_back_the_same_ids_bytes_snapshots_and_key() {
     let store = RedbStore::open_in_data_dir(&data).expect("open restored");
     assert_eq!(assert_consistent(&store), ids);
     assert_eq!(
-        store.list(None).expect("list"),
-        original.list(None).expect("list")
+        wait(store.list(None)).expect("list"),
+        wait(original.list(None)).expect("list")
     );
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 
 use proptest::prelude::*;
-use support::{assert_consistent, deploy, record, wasm_for};
+use support::{assert_consistent, deploy, record, wait, wasm_for};
 use tensor_wasm_store::{
     FunctionId, FunctionLimits, FunctionRecord, FunctionStore, MemoryStore, RedbStore,
     STORE_FILE_NAME, StoreError,
@@ -22,18 +22,18 @@ fn each_store(check: impl Fn(&dyn FunctionStore)) {
 #[test]
 fn create_get_list_delete_round_trip() {
     each_store(|store| {
-        assert_eq!(store.count().ok(), Some(0));
+        assert_eq!(wait(store.count()).ok(), Some(0));
         let rec = deploy(store, "fn_a", "acme", 1);
-        assert_eq!(store.get(&rec.id).expect("get"), Some(rec.clone()));
-        assert_eq!(store.wasm(&rec.id).expect("wasm"), Some(wasm_for(1)));
-        assert_eq!(store.list(None).expect("list"), vec![rec.clone()]);
-        assert_eq!(store.count().ok(), Some(1));
+        assert_eq!(wait(store.get(&rec.id)).expect("get"), Some(rec.clone()));
+        assert_eq!(wait(store.wasm(&rec.id)).expect("wasm"), Some(wasm_for(1)));
+        assert_eq!(wait(store.list(None)).expect("list"), vec![rec.clone()]);
+        assert_eq!(wait(store.count()).ok(), Some(1));
 
-        assert!(store.delete(&rec.id).expect("delete"));
-        assert_eq!(store.get(&rec.id).expect("get"), None);
-        assert_eq!(store.wasm(&rec.id).expect("wasm"), None);
-        assert_eq!(store.count().ok(), Some(0));
-        assert!(!store.delete(&rec.id).expect("second delete"));
+        assert!(wait(store.delete(&rec.id)).expect("delete"));
+        assert_eq!(wait(store.get(&rec.id)).expect("get"), None);
+        assert_eq!(wait(store.wasm(&rec.id)).expect("wasm"), None);
+        assert_eq!(wait(store.count()).ok(), Some(0));
+        assert!(!wait(store.delete(&rec.id)).expect("second delete"));
     });
 }
 
@@ -41,8 +41,8 @@ fn create_get_list_delete_round_trip() {
 fn missing_function_reads_as_none() {
     each_store(|store| {
         let id = FunctionId("fn_nope".to_owned());
-        assert_eq!(store.get(&id).ok(), Some(None));
-        assert_eq!(store.wasm(&id).ok(), Some(None));
+        assert_eq!(wait(store.get(&id)).ok(), Some(None));
+        assert_eq!(wait(store.wasm(&id)).ok(), Some(None));
     });
 }
 
@@ -53,12 +53,15 @@ fn list_filters_by_tenant_in_id_order() {
         let a = deploy(store, "fn_a", "acme", 1);
         let b = deploy(store, "fn_b", "globex", 2);
         assert_eq!(
-            store.list(Some("acme")).expect("list"),
+            wait(store.list(Some("acme"))).expect("list"),
             vec![a.clone(), c.clone()]
         );
-        assert_eq!(store.list(Some("globex")).expect("list"), vec![b.clone()]);
-        assert_eq!(store.list(Some("initech")).expect("list"), vec![]);
-        assert_eq!(store.list(None).expect("list"), vec![a, b, c]);
+        assert_eq!(
+            wait(store.list(Some("globex"))).expect("list"),
+            vec![b.clone()]
+        );
+        assert_eq!(wait(store.list(Some("initech"))).expect("list"), vec![]);
+        assert_eq!(wait(store.list(None)).expect("list"), vec![a, b, c]);
     });
 }
 
@@ -68,13 +71,19 @@ fn duplicate_id_is_already_exists_and_changes_nothing() {
         let first = deploy(store, "fn_dup", "acme", 1);
         let other = wasm_for(2);
         let second = record("fn_dup", "globex", &other);
-        match store.create(&second, &other) {
+        match wait(store.create(&second, &other)) {
             Err(StoreError::AlreadyExists(id)) => assert_eq!(id, first.id),
             other => panic!("expected AlreadyExists, got {other:?}"),
         }
-        assert_eq!(store.get(&first.id).expect("get"), Some(first.clone()));
-        assert_eq!(store.wasm(&first.id).expect("wasm"), Some(wasm_for(1)));
-        assert_eq!(store.count().ok(), Some(1));
+        assert_eq!(
+            wait(store.get(&first.id)).expect("get"),
+            Some(first.clone())
+        );
+        assert_eq!(
+            wait(store.wasm(&first.id)).expect("wasm"),
+            Some(wasm_for(1))
+        );
+        assert_eq!(wait(store.count()).ok(), Some(1));
     });
 }
 
@@ -87,15 +96,18 @@ fn functions_survive_reopen_with_same_ids_and_bytes() {
         for i in 0..20 {
             deployed.push(deploy(&store, &format!("fn_{i:03}"), "acme", i));
         }
-        assert!(store.delete(&deployed[5].id).expect("delete"));
+        assert!(wait(store.delete(&deployed[5].id)).expect("delete"));
         deployed.remove(5);
     }
     assert!(dir.path().join(STORE_FILE_NAME).is_file());
     let store = RedbStore::open_in_data_dir(dir.path()).expect("reopen");
-    assert_eq!(store.list(None).expect("list"), deployed);
+    assert_eq!(wait(store.list(None)).expect("list"), deployed);
     for rec in &deployed {
         let seed: u64 = rec.id.0["fn_".len()..].parse().expect("seed");
-        assert_eq!(store.wasm(&rec.id).expect("wasm"), Some(wasm_for(seed)));
+        assert_eq!(
+            wait(store.wasm(&rec.id)).expect("wasm"),
+            Some(wasm_for(seed))
+        );
     }
     assert_consistent(&store);
 }
@@ -129,7 +141,7 @@ fn concurrent_creates_and_deletes_from_many_threads_lose_nothing() {
                         deploy(store.as_ref(), &id, &format!("tenant-{t}"), seed);
                         // Delete every third one right away, racing the others.
                         if i % 3 == 0 {
-                            assert!(store.delete(&FunctionId(id)).expect("delete"));
+                            assert!(wait(store.delete(&FunctionId(id))).expect("delete"));
                         }
                     }
                 })
@@ -149,23 +161,26 @@ fn concurrent_creates_and_deletes_from_many_threads_lose_nothing() {
         expected.sort();
         assert_eq!(ids, expected);
         for t in 0..THREADS {
-            let mine = store.list(Some(&format!("tenant-{t}"))).expect("list");
+            let mine = wait(store.list(Some(&format!("tenant-{t}")))).expect("list");
             assert_eq!(mine.len() as u64, PER_THREAD - PER_THREAD.div_ceil(3));
         }
     }
 }
 
 #[test]
-fn memory_store_backup_is_a_store_file_that_opens() {
+fn memory_store_export_is_a_store_file_that_opens() {
     let memory = MemoryStore::new();
     let a = deploy(&memory, "fn_a", "acme", 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let dest = dir.path().join("copy.redb");
-    memory.backup_to(&dest).expect("backup");
+    let mut export = wait(memory.export()).expect("export");
+    let mut file = std::fs::File::create_new(&dest).expect("create");
+    std::io::copy(&mut export.stream, &mut file).expect("copy");
+    drop(file);
     let copy = RedbStore::open(&dest).expect("open copy");
-    assert_eq!(copy.list(None).expect("list"), vec![a]);
+    assert_eq!(wait(copy.list(None)).expect("list"), vec![a]);
     assert_eq!(
-        copy.wasm(&FunctionId("fn_a".into())).expect("wasm"),
+        wait(copy.wasm(&FunctionId("fn_a".into()))).expect("wasm"),
         Some(wasm_for(1))
     );
 }
@@ -204,13 +219,13 @@ proptest! {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = RedbStore::open_in_data_dir(dir.path()).expect("open");
-            store.create(&rec, &wasm).expect("create");
-            prop_assert_eq!(store.get(&rec.id).expect("get"), Some(rec.clone()));
+            wait(store.create(&rec, &wasm)).expect("create");
+            prop_assert_eq!(wait(store.get(&rec.id)).expect("get"), Some(rec.clone()));
         }
         let store = RedbStore::open_in_data_dir(dir.path()).expect("reopen");
-        prop_assert_eq!(store.get(&rec.id).expect("get"), Some(rec.clone()));
-        prop_assert_eq!(store.wasm(&rec.id).expect("wasm"), Some(wasm.clone()));
-        prop_assert_eq!(store.list(Some(&rec.tenant)).expect("list"), vec![rec.clone()]);
+        prop_assert_eq!(wait(store.get(&rec.id)).expect("get"), Some(rec.clone()));
+        prop_assert_eq!(wait(store.wasm(&rec.id)).expect("wasm"), Some(wasm.clone()));
+        prop_assert_eq!(wait(store.list(Some(&rec.tenant))).expect("list"), vec![rec.clone()]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{assert_consistent, deploy};
+use support::{assert_consistent, deploy, wait};
 use tensor_wasm_store::test_support::rewrite_schema;
 use tensor_wasm_store::{
     FunctionId, FunctionStore, MIN_READER_VERSION, RedbStore, SCHEMA_VERSION, STORE_FILE_NAME,
@@ -68,8 +68,7 @@ fn newer_backward_readable_schema_opens_serves_and_keeps_its_version() {
         assert_eq!(info.stored_version, newer);
         assert!(info.is_newer_than_binary());
         assert!(
-            store
-                .get(&FunctionId("fn_keep".into()))
+            wait(store.get(&FunctionId("fn_keep".into())))
                 .expect("get")
                 .is_some()
         );

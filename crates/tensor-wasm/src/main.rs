@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP gateway (the long-running server).
-    Serve(cmd::serve::ServeArgs),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Run a Wasm/WAT file locally, without a server.
     Run(cmd::run::RunArgs),
     /// Show a live dashboard of a server, or one JSON document with --once.
@@ -47,7 +47,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => cmd::serve::main(args),
+        Command::Serve(args) => cmd::serve::main(*args),
         Command::Run(args) => cmd::run::main(args),
         Command::Observe(args) => cmd::observe::main(args),
         Command::Snapshot(args) => cmd::snapshot::main(args),

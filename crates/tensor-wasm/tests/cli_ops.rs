@@ -1,4 +1,4 @@
-//! `observe` and `backup` failure paths: one clear line, non-zero exit.
+//! `observe`, `backup` and `serve` failure paths: one clear line, non-zero exit.
 
 mod support;
 
@@ -54,6 +54,35 @@ fn backup_of_a_dir_without_a_store_says_so() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("MANIFEST.json"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_an_unknown_store_backend_naming_the_choices_and_no_password() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    for (args, env) in [
+        (vec!["serve", "--store", "sqlite"], None),
+        (
+            vec!["serve"],
+            Some(("TENSOR_WASM_STORE", "postgres://app:hunter2@db/tw")),
+        ),
+    ] {
+        let mut vars = vec![
+            ("TENSOR_WASM_DATA_DIR", data.to_str().expect("utf-8 path")),
+            ("TENSOR_WASM_GPU", "off"),
+        ];
+        vars.extend(env);
+        let out = run_cli(&support::binary(), &args, &vars);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("unknown function store"), "{stderr}");
+        assert!(stderr.contains("`redb`"), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+    assert!(
+        !data.exists(),
+        "nothing is created before the flags are valid"
+    );
 }
 
 #[test]

@@ -72,13 +72,12 @@ async fn run_backup(
     }
     // The same backup as `tensor-wasm backup --to`: manifest, store copy,
     // snapshots and keys, owner-only, verifiable with `backup --verify`.
-    let store = state.store().clone();
-    let (dest, data_dir) = (req.to.clone(), state.data_dir().to_path_buf());
-    let manifest = tokio::task::spawn_blocking(move || {
-        tensor_wasm_store::backup::backup_data_dir_with_store(store.as_ref(), &data_dir, &dest)
-    })
+    let manifest = tensor_wasm_store::backup::backup_data_dir_with_store(
+        state.store().as_ref(),
+        state.data_dir(),
+        &req.to,
+    )
     .await
-    .map_err(|e| ApiError::Internal(format!("backup task failed: {e}")))?
     .map_err(|e| match e {
         tensor_wasm_store::backup::BackupError::TargetNotEmpty(p) => {
             ApiError::InvalidRequest(format!(

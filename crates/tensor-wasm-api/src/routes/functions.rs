@@ -195,11 +195,7 @@ async fn deploy(
         limits,
     };
     target.function_id = Some(record.id.0.clone());
-    let store = state.store().clone();
-    let record_for_store = record.clone();
-    tokio::task::spawn_blocking(move || store.create(&record_for_store, &wasm))
-        .await
-        .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))??;
+    state.store().create(&record, &wasm).await?;
 
     let f = state.deployed(record, compiled);
     let count = state.functions().insert(f.clone());
@@ -421,12 +417,11 @@ async fn delete(
         created_at: Some(f.record.created_at.clone()),
         ..Default::default()
     };
-    let store = state.store().clone();
-    let key = f.record.id.clone();
-    let result = tokio::task::spawn_blocking(move || store.delete(&key))
+    let result = state
+        .store()
+        .delete(&f.record.id)
         .await
-        .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))
-        .and_then(|r| r.map_err(ApiError::from));
+        .map_err(ApiError::from);
     if result.is_ok() {
         // Gone from the store (now, or by a concurrent delete): gone from the registry.
         let (_, count) = state.functions().remove(&id);

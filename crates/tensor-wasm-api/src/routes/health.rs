@@ -39,11 +39,7 @@ struct Readiness<'a> {
 /// Readiness: the store answers; reports backend, dev mode and version.
 async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     state.check_loaded()?;
-    let store = state.store().clone();
-    let count = tokio::task::spawn_blocking(move || store.count())
-        .await
-        .map_err(|e| ApiError::NotReady(format!("store check did not finish: {e}")))?;
-    if let Err(err) = count {
+    if let Err(err) = state.store().count().await {
         tracing::warn!(%err, "readiness check: store unavailable");
         return Err(ApiError::NotReady(format!(
             "function store unavailable: {err}"

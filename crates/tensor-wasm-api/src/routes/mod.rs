@@ -82,7 +82,7 @@ mod tests {
         config.engine.pool_total_instances = 4;
         config.audit = crate::config::AuditTarget::File(dir.path().join("audit.log"));
         let store = Arc::new(tensor_wasm_store::MemoryStore::default());
-        let gateway = Gateway::with_store(config, store).unwrap();
+        let gateway = Gateway::with_store(config, store).await.unwrap();
         let state = gateway.state().clone();
         async fn boom() -> &'static str {
             panic!("handler bug")
@@ -146,7 +146,7 @@ mod tests {
         config.engine.pool_total_instances = 4;
         config.audit = crate::config::AuditTarget::File(dir.path().join("audit.log"));
         let store = Arc::new(tensor_wasm_store::MemoryStore::default());
-        let gateway = Gateway::with_store(config, store).unwrap();
+        let gateway = Gateway::with_store(config, store).await.unwrap();
         async fn broken() -> ApiError {
             ApiError::Internal("disk on fire".into())
         }

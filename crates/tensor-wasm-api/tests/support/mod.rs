@@ -195,7 +195,7 @@ impl TestServer {
         config.engine.pool_max_memory_bytes = 256 << 20;
         config.shutdown_grace = Duration::from_secs(5);
         let gpu = config.gpu.clone();
-        let gateway = Gateway::open(config).expect("gateway opens");
+        let gateway = Gateway::open(config).await.expect("gateway opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -17,7 +17,9 @@
 //! [`backup_data_dir`] fails with [`BackupError::StoreLocked`], whose
 //! message sends the operator to the server's `POST /admin/backup`; that
 //! endpoint calls [`backup_data_dir_with_store`] with the server's own
-//! handle. Snapshot files are written by temp file + rename, so copying one
+//! handle, which copies the store through [`FunctionStore::export`] and so
+//! works for any backend; [`import_backup_store`] is the matching restore
+//! into a store of any backend. Snapshot files are written by temp file + rename, so copying one
 //! that exists is copying a whole file; one deleted mid-backup is skipped.
 //!
 //! Restore is offline: it refuses a non-empty data dir, verifies every
@@ -40,9 +42,9 @@ use manifest::{
 
 use crate::redb_store::{
     STORE_FILE_NAME, check_readable, copy_snapshot, open_error, open_shared_read_only,
-    read_versions, sync_dir,
+    snapshot_info, sync_dir,
 };
-use crate::{FunctionStore, StoreError};
+use crate::{ExportInfo, FunctionStore, StoreError, StoreExport};
 
 // The data dir's layout is `tensor_wasm_fs::DataDir`'s; these are its names.
 use tensor_wasm_fs::names::{
@@ -142,18 +144,58 @@ pub fn backup_data_dir(data_dir: &Path, to_dir: &Path) -> Result<BackupManifest,
     if !store_path.is_file() {
         return Err(BackupError::NoStore(store_path));
     }
-    backup_with(data_dir, to_dir, |dest| copy_store_file(&store_path, dest))
+    backup_with(data_dir, to_dir, |dest| {
+        copy_store_file(&store_path, dest)?;
+        inspect_store_copy(dest)
+    })
 }
 
 /// Backs up `data_dir` into `to_dir` taking the store copy from an open
-/// store handle ([`FunctionStore::backup_to`]); for the server's online
-/// backup endpoint.
-pub fn backup_data_dir_with_store(
+/// store of any backend ([`FunctionStore::export`], written as
+/// `functions.redb`); for the server's online backup endpoint. The file
+/// work runs on tokio's blocking pool.
+pub async fn backup_data_dir_with_store(
     store: &dyn FunctionStore,
     data_dir: &Path,
     to_dir: &Path,
 ) -> Result<BackupManifest, BackupError> {
-    backup_with(data_dir, to_dir, |dest| Ok(store.backup_to(dest)?))
+    let export = store.export().await?;
+    let (data_dir, to_dir) = (data_dir.to_path_buf(), to_dir.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        backup_with(&data_dir, &to_dir, |dest| write_export(export, dest))
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("backup task failed: {e}")))?
+}
+
+/// Loads the store of the backup in `from_dir` into `store` (empty, of any
+/// backend) through [`FunctionStore::import`], after checking every
+/// checksum; the restore path of a backend whose data does not live in the
+/// data dir. Snapshots and keys are [`restore_data_dir`]'s job.
+pub async fn import_backup_store(
+    store: &dyn FunctionStore,
+    from_dir: &Path,
+) -> Result<BackupManifest, BackupError> {
+    let from_dir = from_dir.to_path_buf();
+    let (manifest, file) = tokio::task::spawn_blocking(move || {
+        let manifest = verify_backup(&from_dir)?;
+        let path = from_dir.join(STORE_FILE_NAME);
+        let file = fs::File::open(&path).map_err(io_err("read backup file", &path))?;
+        Ok::<_, BackupError>((manifest, file))
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("restore task failed: {e}")))??;
+    let info = store.import(Box::new(file)).await?;
+    if info.function_count != manifest.function_count {
+        return Err(BackupError::Manifest {
+            path: PathBuf::from(MANIFEST_FILE_NAME),
+            reason: format!(
+                "lists {} functions, the store holds {}",
+                manifest.function_count, info.function_count
+            ),
+        });
+    }
+    Ok(manifest)
 }
 
 /// Restores the backup in `from_dir` into `data_dir`, which must be absent
@@ -203,7 +245,7 @@ pub fn verify_backup(from_dir: &Path) -> Result<BackupManifest, BackupError> {
 fn backup_with(
     data_dir: &Path,
     to_dir: &Path,
-    copy_store: impl FnOnce(&Path) -> Result<(), BackupError>,
+    copy_store: impl FnOnce(&Path) -> Result<ExportInfo, BackupError>,
 ) -> Result<BackupManifest, BackupError> {
     let created = prepare_backup_target(to_dir)?;
     let result = write_backup(data_dir, to_dir, copy_store);
@@ -247,14 +289,12 @@ fn prepare_backup_target(to_dir: &Path) -> Result<bool, BackupError> {
 fn write_backup(
     data_dir: &Path,
     to_dir: &Path,
-    copy_store: impl FnOnce(&Path) -> Result<(), BackupError>,
+    copy_store: impl FnOnce(&Path) -> Result<ExportInfo, BackupError>,
 ) -> Result<BackupManifest, BackupError> {
     let mut files = Vec::new();
 
     let store_dest = to_dir.join(STORE_FILE_NAME);
-    copy_store(&store_dest)?;
-    let (store_schema_version, store_min_reader_version, function_count) =
-        inspect_store_copy(&store_dest)?;
+    let store_info = copy_store(&store_dest)?;
     let (size, hash) = hash_file(&store_dest).map_err(io_err("read", &store_dest))?;
     files.push(ManifestFile {
         path: STORE_FILE_NAME.to_owned(),
@@ -300,10 +340,10 @@ fn write_backup(
     let manifest = BackupManifest {
         format_version: MANIFEST_FORMAT_VERSION,
         tensor_wasm_version: env!("CARGO_PKG_VERSION").to_owned(),
-        store_schema_version,
-        store_min_reader_version,
+        store_schema_version: store_info.schema_version,
+        store_min_reader_version: store_info.min_reader_version,
         created_at: now_rfc3339(),
-        function_count,
+        function_count: store_info.function_count,
         files,
     };
     write_manifest(to_dir, &manifest)?;
@@ -355,18 +395,24 @@ fn copy_from(db: &ReadOnlyDatabase, dest: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// `(schema_version, min_reader_version, function count)` of a copied store.
-fn inspect_store_copy(path: &Path) -> Result<(u32, u32, u64), BackupError> {
-    use redb::ReadableTableMetadata;
+/// Schema numbers and function count of a copied store file.
+fn inspect_store_copy(path: &Path) -> Result<ExportInfo, BackupError> {
     let db = ReadOnlyDatabase::open(path).map_err(|e| open_error(path, e))?;
     let txn = db.begin_read().map_err(crate::redb_store::backend)?;
-    let (version, min_reader) = read_versions(&txn)?;
-    let count = txn
-        .open_table(crate::redb_store::FUNCTIONS)
-        .map_err(crate::redb_store::backend)?
-        .len()
-        .map_err(crate::redb_store::backend)?;
-    Ok((version, min_reader.unwrap_or(version), count))
+    Ok(snapshot_info(&txn)?)
+}
+
+/// Writes an export stream to `dest` (a new file), durably.
+fn write_export(export: StoreExport, dest: &Path) -> Result<ExportInfo, BackupError> {
+    let StoreExport { info, mut stream } = export;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(io_err("create", dest))?;
+    io::copy(&mut stream, &mut file).map_err(io_err("write store export to", dest))?;
+    file.sync_all().map_err(io_err("fsync", dest))?;
+    Ok(info)
 }
 
 fn snapshot_names(dir: &Path) -> Result<Vec<String>, BackupError> {

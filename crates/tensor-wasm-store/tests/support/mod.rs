@@ -2,7 +2,25 @@
 
 #![allow(dead_code)]
 
+use std::future::Future;
+use std::sync::OnceLock;
+
 use tensor_wasm_store::{FunctionId, FunctionLimits, FunctionRecord, FunctionStore};
+
+/// Runs a store future to its end from synchronous test code (any thread):
+/// the stores do their blocking work on this runtime's blocking pool.
+pub fn wait<F: Future>(future: F) -> F::Output {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("test runtime")
+        })
+        .block_on(future)
+}
 
 /// The empty Wasm module (`AGFzbQEAAAA=`).
 pub const EMPTY_MODULE: &[u8] = b"\0asm\x01\0\0\0";
@@ -35,18 +53,17 @@ pub fn record(id: &str, tenant: &str, wasm: &[u8]) -> FunctionRecord {
 pub fn deploy(store: &dyn FunctionStore, id: &str, tenant: &str, seed: u64) -> FunctionRecord {
     let wasm = wasm_for(seed);
     let rec = record(id, tenant, &wasm);
-    store.create(&rec, &wasm).expect("create");
+    wait(store.create(&rec, &wasm)).expect("create");
     rec
 }
 
 /// Checks that every listed function has its bytes and that they match its
 /// record; returns the ids in order.
 pub fn assert_consistent(store: &dyn FunctionStore) -> Vec<String> {
-    let records = store.list(None).expect("list");
-    assert_eq!(records.len() as u64, store.count().expect("count"));
+    let records = wait(store.list(None)).expect("list");
+    assert_eq!(records.len() as u64, wait(store.count()).expect("count"));
     for rec in &records {
-        let wasm = store
-            .wasm(&rec.id)
+        let wasm = wait(store.wasm(&rec.id))
             .expect("wasm")
             .unwrap_or_else(|| panic!("{} listed without bytes", rec.id));
         assert_eq!(

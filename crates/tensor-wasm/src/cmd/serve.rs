@@ -22,6 +22,18 @@ pub struct ServeArgs {
     #[arg(long, env = "TENSOR_WASM_DATA_DIR")]
     data_dir: Option<PathBuf>,
 
+    /// Function store backend: `redb` (embedded, `functions.redb` in the data
+    /// dir). A PostgreSQL URL (`postgres://…`) for replicas will go here.
+    // Parsed by `StoreChoice` in `main`, not by clap: clap would echo the
+    // value, and a database URL may hold a password.
+    #[arg(
+        long,
+        env = "TENSOR_WASM_STORE",
+        default_value = "redb",
+        hide_env_values = true
+    )]
+    store: String,
+
     /// GPU backend for guests: auto, cuda, cpu or off.
     #[arg(long, env = "TENSOR_WASM_GPU", default_value = "auto",
           value_parser = ["auto", "cuda", "cpu", "off"])]
@@ -213,6 +225,8 @@ pub struct ServeArgs {
 }
 
 pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let store: tensor_wasm_store::StoreChoice =
+        args.store.parse().context("--store / TENSOR_WASM_STORE")?;
     let _telemetry = tensor_wasm_api::telemetry::init(&TelemetryConfig {
         filter: args.log.clone(),
         format: args.log_format,
@@ -301,7 +315,14 @@ pub fn main(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let gateway = Gateway::open(config)
+        // The binary picks the store backend; the gateway only sees the trait.
+        let store = store
+            .open(&data_dir)
+            .await
+            .map_err(tensor_wasm_api::StartupError::from)
+            .with_context(|| format!("opening data directory {}", data_dir.display()))?;
+        let gateway = Gateway::with_store(config, store)
+            .await
             .with_context(|| format!("opening data directory {}", data_dir.display()))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
