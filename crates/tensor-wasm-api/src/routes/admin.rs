@@ -22,7 +22,7 @@ pub(crate) fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct BackupRequest {
     /// Absolute path of a new (or empty) directory whose parent exists.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = "^/")]
     to: PathBuf,
 }
 

@@ -117,12 +117,16 @@ impl<'a> From<&'a DeployedFunction> for FunctionView<'a> {
 #[schema(as = FunctionLimits)]
 struct LimitsRequest {
     /// Wall-clock deadline per invocation, 1–300000 ms.
+    #[schema(minimum = 1, maximum = 300000)]
     timeout_ms: Option<u64>,
     /// Linear-memory cap, 65536 bytes up to the engine's ceiling.
+    #[schema(minimum = 65536)]
     max_memory_bytes: Option<u64>,
     /// Fuel per invocation, at least 1.
+    #[schema(minimum = 1)]
     fuel: Option<u64>,
     /// Cap on captured stdout, at most 64 MiB.
+    #[schema(maximum = 67108864)]
     max_output_bytes: Option<u64>,
 }
 
@@ -132,11 +136,14 @@ struct LimitsRequest {
 #[schema(as = DeployRequest)]
 struct CreateJson {
     /// 1–128 characters of `[A-Za-z0-9._-]`; need not be unique.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     name: String,
     /// The module (or WAT text), standard base64, padding optional.
+    #[schema(min_length = 1, pattern = "^[A-Za-z0-9+/]+=*$")]
     wasm_b64: String,
     /// Owning tenant: admins and dev mode only; a tenant token may name only its own.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     tenant: Option<String>,
     #[serde(default)]
     limits: Option<LimitsRequest>,
@@ -148,16 +155,22 @@ struct CreateJson {
 #[into_params(parameter_in = Query)]
 struct CreateQuery {
     /// Function name; required for a raw upload.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     name: Option<String>,
     /// Owning tenant (as in the JSON form).
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     tenant: Option<String>,
     /// Limit override (as in the JSON form's `limits`).
+    #[param(minimum = 1, maximum = 300000)]
     timeout_ms: Option<u64>,
     /// Limit override (as in the JSON form's `limits`).
+    #[param(minimum = 65536)]
     max_memory_bytes: Option<u64>,
     /// Limit override (as in the JSON form's `limits`).
+    #[param(minimum = 1)]
     fuel: Option<u64>,
     /// Limit override (as in the JSON form's `limits`).
+    #[param(maximum = 67108864)]
     max_output_bytes: Option<u64>,
 }
 

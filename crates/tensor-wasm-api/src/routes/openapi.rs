@@ -319,6 +319,21 @@ mod tests {
             .map(|c| c.as_str().unwrap())
             .collect();
         assert_eq!(listed, ERROR_CODES);
+        // The limit bounds are literals in the annotations: they follow the
+        // constants the server checks.
+        let limits = &doc["components"]["schemas"]["FunctionLimits"]["properties"];
+        assert_eq!(
+            limits["timeout_ms"]["maximum"],
+            crate::config::MAX_TIMEOUT_MS
+        );
+        assert_eq!(
+            limits["max_memory_bytes"]["minimum"],
+            crate::config::MIN_MEMORY_BYTES
+        );
+        assert_eq!(
+            limits["max_output_bytes"]["maximum"],
+            crate::config::MAX_OUTPUT_BYTES
+        );
         for (method, template) in documented(&doc) {
             let responses = &doc["paths"][&template][method.to_lowercase()]["responses"];
             for (status, response) in responses.as_object().unwrap() {
