@@ -567,6 +567,8 @@ mod tests {
             );
             let v: serde_json::Value = serde_json::from_str(body).unwrap();
             assert_eq!(v["error"]["code"], "too_many_connections");
+            let code = v["error"]["code"].as_str().unwrap();
+            assert!(crate::error::ERROR_CODES.contains(&code), "{code}");
         }
     }
 

@@ -16,6 +16,60 @@ use tensor_wasm_store::StoreError;
 
 use crate::audit::Outcome;
 
+/// Every `code` an error response can carry: [`ApiError::code`] for all its
+/// variants (engine and snapshot codes included), plus the canned
+/// `too_many_connections` refusal written by the connection limiter.
+/// `GET /openapi.json` lists them as the `enum` of the error schema's `code`;
+/// a unit test below proves the list complete.
+pub const ERROR_CODES: &[&str] = &[
+    "invalid_request",
+    "invalid_module",
+    "module_too_complex",
+    "missing_export",
+    "signature_mismatch",
+    "unauthorized",
+    "forbidden",
+    "quota_exceeded",
+    "function_not_found",
+    "route_not_found",
+    "method_not_allowed",
+    "conflict",
+    "request_timeout",
+    "payload_too_large",
+    "unsupported_media_type",
+    "trap",
+    "memory_limit_exceeded",
+    "deadline_exceeded",
+    "fuel_exhausted",
+    "output_too_large",
+    "rate_limited",
+    "tenant_concurrency_limited",
+    "internal",
+    "store_error",
+    "io",
+    "overloaded",
+    "memory_budget_exhausted",
+    "too_many_connections",
+    "audit_unavailable",
+    "busy",
+    "not_ready",
+    "snapshot_not_found",
+    "snapshot_truncated",
+    "snapshot_bad_magic",
+    "snapshot_checksum_mismatch",
+    "snapshot_wrong_module",
+    "snapshot_engine_mismatch",
+    "snapshot_newer_version",
+    "snapshot_too_old_version",
+    "snapshot_bad_signature",
+    "snapshot_signature_required",
+    "snapshot_malformed",
+    "snapshot_unsupported",
+    "snapshot_layout_mismatch",
+    "snapshot_restore_failed",
+    "snapshot_signing_key",
+];
+
 /// A request failed; converts into the JSON error response.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -229,14 +283,19 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every non-2xx response: `{"error":{"code","message"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
+/// What went wrong: a stable `code` to switch on, a `message` for humans.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail<'a> {
+    /// Stable machine-readable code: switch on it.
     code: &'a str,
+    /// Human-readable explanation; generic for server-side failures.
     message: &'a str,
 }
 
@@ -340,4 +399,236 @@ pub enum StartupError {
     /// Binding or serving the listener failed.
     #[error("server: {0}")]
     Serve(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use tensor_wasm_store::FunctionId;
+
+    use super::*;
+
+    /// One of each [`ExecError`] variant, and its index in an exhaustive
+    /// match: a new variant does not compile until it is given an index,
+    /// and then fails the test until it is sampled.
+    fn exec_errors() -> Vec<ExecError> {
+        fn index(e: &ExecError) -> usize {
+            match e {
+                ExecError::InvalidModule(_) => 0,
+                ExecError::ModuleTooComplex(_) => 1,
+                ExecError::MissingExport { .. } => 2,
+                ExecError::SignatureMismatch { .. } => 3,
+                ExecError::Trap { .. } => 4,
+                ExecError::DeadlineExceeded { .. } => 5,
+                ExecError::MemoryLimitExceeded { .. } => 6,
+                ExecError::FuelExhausted { .. } => 7,
+                ExecError::OutputTooLarge { .. } => 8,
+                ExecError::Busy => 9,
+                ExecError::Internal(_) => 10,
+            }
+        }
+        let s = String::new;
+        let all = vec![
+            ExecError::InvalidModule(s()),
+            ExecError::ModuleTooComplex(s()),
+            ExecError::MissingExport {
+                export: s(),
+                available: s(),
+            },
+            ExecError::SignatureMismatch {
+                signature: s(),
+                message: s(),
+            },
+            ExecError::Trap { message: s() },
+            ExecError::DeadlineExceeded {
+                timeout: Duration::ZERO,
+            },
+            ExecError::MemoryLimitExceeded { limit_bytes: 0 },
+            ExecError::FuelExhausted { fuel: 0 },
+            ExecError::OutputTooLarge { limit_bytes: 0 },
+            ExecError::Busy,
+            ExecError::Internal(s()),
+        ];
+        assert_every_index(all.iter().map(index), 11);
+        all
+    }
+
+    /// One of each [`SnapshotError`] variant, checked like [`exec_errors`].
+    fn snapshot_errors() -> Vec<SnapshotError> {
+        fn index(e: &SnapshotError) -> usize {
+            match e {
+                SnapshotError::Truncated { .. } => 0,
+                SnapshotError::BadMagic { .. } => 1,
+                SnapshotError::ChecksumMismatch { .. } => 2,
+                SnapshotError::WrongModule { .. } => 3,
+                SnapshotError::EngineMismatch { .. } => 4,
+                SnapshotError::NewerVersion { .. } => 5,
+                SnapshotError::TooOldVersion { .. } => 6,
+                SnapshotError::BadSignature { .. } => 7,
+                SnapshotError::SignatureRequired => 8,
+                SnapshotError::Malformed(_) => 9,
+                SnapshotError::Unsupported(_) => 10,
+                SnapshotError::InvalidModule(_) => 11,
+                SnapshotError::LayoutMismatch(_) => 12,
+                SnapshotError::Restore(_) => 13,
+                SnapshotError::SigningKey { .. } => 14,
+                SnapshotError::NotFound(_) => 15,
+                SnapshotError::Exec(_) => 16,
+                SnapshotError::Io { .. } => 17,
+            }
+        }
+        let s = String::new;
+        let all = vec![
+            SnapshotError::Truncated {
+                expected: 0,
+                actual: 0,
+            },
+            SnapshotError::BadMagic { found: s() },
+            SnapshotError::ChecksumMismatch {
+                stored: s(),
+                computed: s(),
+            },
+            SnapshotError::WrongModule {
+                snapshot_module: s(),
+                given_module: s(),
+            },
+            SnapshotError::EngineMismatch {
+                snapshot_engine: s(),
+                this_engine: s(),
+            },
+            SnapshotError::NewerVersion {
+                file_version: 0,
+                reader_version: 0,
+                oldest_readable: 0,
+            },
+            SnapshotError::TooOldVersion {
+                file_version: 0,
+                reader_version: 0,
+                oldest_readable: 0,
+            },
+            SnapshotError::BadSignature { reason: s() },
+            SnapshotError::SignatureRequired,
+            SnapshotError::Malformed(s()),
+            SnapshotError::Unsupported(s()),
+            SnapshotError::InvalidModule(s()),
+            SnapshotError::LayoutMismatch(s()),
+            SnapshotError::Restore(s()),
+            SnapshotError::SigningKey {
+                path: PathBuf::new(),
+                reason: s(),
+            },
+            SnapshotError::NotFound(s()),
+            SnapshotError::Exec(ExecError::Busy),
+            SnapshotError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other("disk"),
+            },
+        ];
+        assert_every_index(all.iter().map(index), 18);
+        all
+    }
+
+    /// Every [`ApiError`] a request can end in: each variant, with every
+    /// engine, snapshot and (code-distinct) store error inside.
+    fn api_errors() -> Vec<ApiError> {
+        fn index(e: &ApiError) -> usize {
+            match e {
+                ApiError::Unauthorized => 0,
+                ApiError::Forbidden(_) => 1,
+                ApiError::QuotaExceeded(_) => 2,
+                ApiError::FunctionNotFound => 3,
+                ApiError::RouteNotFound => 4,
+                ApiError::MethodNotAllowed => 5,
+                ApiError::InvalidRequest(_) => 6,
+                ApiError::UnsupportedMediaType(_) => 7,
+                ApiError::PayloadTooLarge { .. } => 8,
+                ApiError::RequestTimeout { .. } => 9,
+                ApiError::RateLimited { .. } => 10,
+                ApiError::Overloaded => 11,
+                ApiError::TenantConcurrencyLimited { .. } => 12,
+                ApiError::MemoryBudgetExhausted { .. } => 13,
+                ApiError::AuditUnavailable => 14,
+                ApiError::Exec(_) => 15,
+                ApiError::Store(_) => 16,
+                ApiError::Snapshot(_) => 17,
+                ApiError::Panic => 18,
+                ApiError::NotReady(_) => 19,
+                ApiError::Internal(_) => 20,
+            }
+        }
+        let s = String::new;
+        let mut all = vec![
+            ApiError::Unauthorized,
+            ApiError::Forbidden(s()),
+            ApiError::QuotaExceeded(s()),
+            ApiError::FunctionNotFound,
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::InvalidRequest(s()),
+            ApiError::UnsupportedMediaType(s()),
+            ApiError::PayloadTooLarge { limit: 0 },
+            ApiError::RequestTimeout { timeout_ms: 0 },
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::Overloaded,
+            ApiError::TenantConcurrencyLimited {
+                tenant: s(),
+                limit: 0,
+            },
+            ApiError::MemoryBudgetExhausted { budget_bytes: 0 },
+            ApiError::AuditUnavailable,
+            ApiError::Store(StoreError::AlreadyExists(FunctionId(s()))),
+            ApiError::Store(StoreError::Corrupt(s())),
+            ApiError::Panic,
+            ApiError::NotReady(s()),
+            ApiError::Internal(s()),
+        ];
+        all.extend(exec_errors().into_iter().map(ApiError::Exec));
+        // Through `From`, as the routes convert them (engine errors inside
+        // become `ApiError::Exec`), and directly as `ApiError::Snapshot`.
+        all.extend(snapshot_errors().into_iter().map(ApiError::from));
+        all.extend(snapshot_errors().into_iter().map(ApiError::Snapshot));
+        assert_every_index(all.iter().map(index), 21);
+        all
+    }
+
+    fn assert_every_index(seen: impl Iterator<Item = usize>, variants: usize) {
+        let seen: BTreeSet<usize> = seen.collect();
+        let missing: Vec<usize> = (0..variants).filter(|i| !seen.contains(i)).collect();
+        assert!(missing.is_empty(), "variants not sampled: {missing:?}");
+    }
+
+    #[test]
+    fn every_code_an_error_can_carry_is_in_error_codes() {
+        let exec = exec_errors();
+        let emitted: BTreeSet<&str> = api_errors()
+            .iter()
+            .map(ApiError::code)
+            .chain(exec.iter().map(ExecError::code))
+            .chain(snapshot_errors().iter().map(SnapshotError::code))
+            .collect();
+        let listed: BTreeSet<&str> = ERROR_CODES.iter().copied().collect();
+        let unlisted: Vec<&&str> = emitted.difference(&listed).collect();
+        assert!(
+            unlisted.is_empty(),
+            "codes missing from ERROR_CODES: {unlisted:?}"
+        );
+        // And nothing listed that no error produces, except the connection
+        // limiter's canned refusal (checked in `conn.rs`).
+        let unused: Vec<&&str> = listed.difference(&emitted).collect();
+        assert_eq!(
+            unused,
+            [&"too_many_connections"],
+            "listed but never emitted"
+        );
+        assert_eq!(
+            listed.len(),
+            ERROR_CODES.len(),
+            "ERROR_CODES has duplicates"
+        );
+    }
 }

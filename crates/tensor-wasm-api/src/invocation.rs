@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tensor_wasm_exec::{ExecError, TypedValue};
 use tensor_wasm_snapshot::SnapshotError;
 use tracing::Instrument;
+use utoipa::ToSchema;
 
 use crate::admission::InvocationPermit;
 use crate::error::ApiError;
@@ -52,11 +53,16 @@ impl Mode {
 }
 
 /// A typed call's request body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TypedCallBody {
+#[schema(as = TypedCall)]
+pub(crate) struct TypedCallBody {
+    /// The export to call.
+    #[schema(value_type = String, required = true)]
     export: Option<String>,
+    /// Arguments, numbers matching the export's parameters (`i32`, `i64`, `f32`, `f64`).
     #[serde(default)]
+    #[schema(value_type = Vec<f64>)]
     args: Vec<serde_json::Value>,
 }
 
@@ -83,10 +89,14 @@ impl TypedCall {
 }
 
 /// A typed call's reply.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct TypedReply<'a> {
+    /// The export's results, numbers (`null` for a NaN or infinite float).
+    #[schema(value_type = Vec<Option<f64>>)]
     pub(crate) results: &'a [TypedValue],
+    /// Instantiate + call time, microseconds.
     pub(crate) duration_us: u64,
+    /// Fuel spent; present when the engine meters fuel (it does by default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) fuel_used: Option<u64>,
     /// The snapshot the instance started from (snapshot calls only).
@@ -95,6 +105,7 @@ pub(crate) struct TypedReply<'a> {
     /// `baked` (copy-on-write image) or `applied` (state written per call);
     /// snapshot calls only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^(baked|applied)$")]
     pub(crate) restore: Option<&'static str>,
 }
 

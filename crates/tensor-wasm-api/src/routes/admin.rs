@@ -6,34 +6,59 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::audit::{AuditLog, AuditTargetRef};
 use crate::body::JsonBody;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::{AppState, Caller};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/admin/backup", post(backup))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /admin/backup`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BackupRequest {
+    /// Absolute path of a new (or empty) directory whose parent exists.
+    #[schema(value_type = String, pattern = "^/")]
     to: PathBuf,
 }
 
 /// Reply of a finished backup.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BackupReply {
+    /// The backup directory.
     to: String,
     /// Files written besides the manifest (store, snapshots, keys).
     files: usize,
     /// Their total size.
     size_bytes: u64,
+    /// Functions in the copied store.
     function_count: u64,
+    /// RFC 3339, UTC.
     completed_at: String,
 }
 
+#[utoipa::path(
+    post, path = "/admin/backup", operation_id = "backup", tag = "admin",
+    summary = "Write a complete backup (store, snapshots, keys, MANIFEST.json) to a new directory (admin tokens only, audited)",
+    request_body(content((BackupRequest = "application/json"))),
+    responses(
+        (status = 200, description = "Written", body = BackupReply),
+        (status = 400, description = "`invalid_request`: `to` not absolute, existing and not empty, or without parent", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "`forbidden`: not an admin token", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 500, description = "`internal`, `store_error`", body = ErrorBody),
+        (status = 503, description = "`audit_unavailable`, `not_ready`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 async fn backup(
     State(state): State<AppState>,
     caller: Caller,

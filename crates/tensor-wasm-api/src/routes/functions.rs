@@ -17,12 +17,13 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tensor_wasm_exec::ExportSignature;
 use tensor_wasm_store::{FunctionId, FunctionLimits, FunctionRecord};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::{AuditLog, AuditTargetRef};
 use crate::auth::{Actor, DEFAULT_TENANT, ScopeKind, is_valid_tenant};
 use crate::body::{is_json, media_type, read_body};
 use crate::config::{above_ceiling, check_limit_values};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::{AppState, Caller, DeployedFunction};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -53,24 +54,33 @@ pub(crate) fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiE
 }
 
 /// A function as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Function)]
 pub struct FunctionView<'a> {
+    /// Opaque id: `fn_` and 128 random bits in hex.
     id: &'a str,
     name: &'a str,
     tenant: &'a str,
+    /// BLAKE3 of the module, hex.
     blake3: &'a str,
     size_bytes: u64,
+    /// RFC 3339, UTC.
     created_at: &'a str,
+    /// The function's own settings (`null` = not set).
+    #[schema(value_type = LimitsRequest)]
     limits: &'a FunctionLimits,
     effective_limits: EffectiveLimits,
+    #[schema(value_type = Vec<crate::routes::openapi::ExportSignatureSchema>)]
     exports: &'a [ExportSignature],
 }
 
-/// The limits an invocation of the function actually gets.
-#[derive(Debug, Serialize)]
+/// The limits an invocation of the function actually gets (server
+/// defaults, tenant overrides and the function's own settings applied).
+#[derive(Debug, Serialize, ToSchema)]
 struct EffectiveLimits {
     timeout_ms: u64,
     max_memory_bytes: u64,
+    /// `null` = unlimited.
     fuel: Option<u64>,
     max_output_bytes: u64,
 }
@@ -100,35 +110,67 @@ impl<'a> From<&'a DeployedFunction> for FunctionView<'a> {
     }
 }
 
-/// Per-function limit overrides in a deploy request.
-#[derive(Debug, Default, Deserialize)]
+/// Per-function limit overrides in a deploy request (`null` or absent =
+/// the tenant's or server's default).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = FunctionLimits)]
 struct LimitsRequest {
+    /// Wall-clock deadline per invocation, 1–300000 ms.
+    #[schema(minimum = 1, maximum = 300000)]
     timeout_ms: Option<u64>,
+    /// Linear-memory cap, 65536 bytes up to the engine's ceiling.
+    #[schema(minimum = 65536)]
     max_memory_bytes: Option<u64>,
+    /// Fuel per invocation, at least 1.
+    #[schema(minimum = 1)]
     fuel: Option<u64>,
+    /// Cap on captured stdout, at most 64 MiB.
+    #[schema(maximum = 67108864)]
     max_output_bytes: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The JSON deploy body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DeployRequest)]
 struct CreateJson {
+    /// 1–128 characters of `[A-Za-z0-9._-]`; need not be unique.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     name: String,
+    /// The module (or WAT text), standard base64, padding optional.
+    #[schema(min_length = 1, pattern = "^[A-Za-z0-9+/]+=*$")]
     wasm_b64: String,
+    /// Owning tenant: admins and dev mode only; a tenant token may name only its own.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     tenant: Option<String>,
     #[serde(default)]
     limits: Option<LimitsRequest>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of a raw deploy (`application/wasm` body).
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct CreateQuery {
+    /// Function name; required for a raw upload.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     name: Option<String>,
+    /// Owning tenant (as in the JSON form).
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     tenant: Option<String>,
+    /// Limit override (as in the JSON form's `limits`).
+    #[param(minimum = 1, maximum = 300000)]
     timeout_ms: Option<u64>,
+    /// Limit override (as in the JSON form's `limits`).
+    #[param(minimum = 65536)]
     max_memory_bytes: Option<u64>,
+    /// Limit override (as in the JSON form's `limits`).
+    #[param(minimum = 1)]
     fuel: Option<u64>,
+    /// Limit override (as in the JSON form's `limits`).
+    #[param(maximum = 67108864)]
     max_output_bytes: Option<u64>,
 }
 
@@ -139,6 +181,34 @@ struct CreateRequest {
     wasm: Vec<u8>,
 }
 
+#[utoipa::path(
+    post, path = "/functions", operation_id = "deployFunction", tag = "functions",
+    summary = "Deploy a function: JSON with base64, or the raw module with `?name=`",
+    description = "The module is validated and compiled before anything is stored; \
+        every attempt is audited (`function.create`). Raw form: `application/wasm` or \
+        `application/octet-stream` (or no content type and a body starting with the Wasm \
+        magic), with the query parameters.",
+    params(CreateQuery),
+    request_body(content(
+        (CreateJson = "application/json"),
+        ([u8] = "application/wasm"),
+        ([u8] = "application/octet-stream"),
+    )),
+    responses(
+        (status = 201, description = "Deployed", body = FunctionView),
+        (status = 400, description = "`invalid_request`, `invalid_module`, `module_too_complex`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "`forbidden` (another tenant), `quota_exceeded`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 409, description = "`conflict`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 500, description = "`internal`, `store_error`", body = ErrorBody),
+        (status = 503, description = "`audit_unavailable`, `not_ready`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -381,11 +451,23 @@ fn new_function_id() -> FunctionId {
     FunctionId(s)
 }
 
-#[derive(Serialize)]
+/// The reply of `GET /functions`.
+#[derive(Serialize, ToSchema)]
 struct FunctionList<'a> {
     functions: Vec<FunctionView<'a>>,
 }
 
+#[utoipa::path(
+    get, path = "/functions", operation_id = "listFunctions", tag = "functions",
+    summary = "List functions (the caller's tenant; every tenant for admin tokens)",
+    responses(
+        (status = 200, description = "The functions", body = FunctionList),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 503, description = "`not_ready`: stored functions still loading", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list(State(state): State<AppState>, caller: Caller) -> Response {
     if let Err(e) = state.check_loaded() {
         return e.into_response();
@@ -395,6 +477,19 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Response {
     Json(FunctionList { functions: views }).into_response()
 }
 
+#[utoipa::path(
+    get, path = "/functions/{id}", operation_id = "getFunction", tag = "functions",
+    summary = "One function",
+    params(("id" = String, Path, description = "Function id")),
+    responses(
+        (status = 200, description = "The function", body = FunctionView),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "`function_not_found` (or another tenant's)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 503, description = "`not_ready`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -404,6 +499,20 @@ async fn get_one(
     Ok(Json(FunctionView::from(&*f)).into_response())
 }
 
+#[utoipa::path(
+    delete, path = "/functions/{id}", operation_id = "deleteFunction", tag = "functions",
+    summary = "Delete a function and its snapshots (audited)",
+    params(("id" = String, Path, description = "Function id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "`function_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 500, description = "`internal`, `store_error`", body = ErrorBody),
+        (status = 503, description = "`audit_unavailable`, `not_ready`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 async fn delete(
     State(state): State<AppState>,
     caller: Caller,

@@ -17,6 +17,11 @@ pub(crate) fn router() -> Router<AppState> {
 }
 
 /// Liveness: always `{"status":"ok"}` — no auth, no I/O, no locks.
+#[utoipa::path(
+    get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    summary = "Liveness: always `{\"status\":\"ok\"}` (no auth, no I/O)",
+    responses((status = 200, description = "Alive", body = crate::routes::openapi::Liveness)),
+)]
 async fn healthz() -> Response {
     let mut resp = r#"{"status":"ok"}"#.into_response();
     resp.headers_mut().insert(
@@ -26,7 +31,8 @@ async fn healthz() -> Response {
     resp
 }
 
-#[derive(Serialize)]
+/// The reply of `GET /readyz`.
+#[derive(Serialize, utoipa::ToSchema)]
 struct Readiness<'a> {
     status: &'static str,
     version: &'static str,
@@ -37,6 +43,14 @@ struct Readiness<'a> {
 }
 
 /// Readiness: the store answers; reports backend, dev mode and version.
+#[utoipa::path(
+    get, path = "/readyz", operation_id = "readyz", tag = "operations",
+    summary = "Readiness: the store answers; reports version, GPU backend and dev mode (no auth)",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "`not_ready`", body = crate::error::ErrorBody, headers(("Retry-After" = u64))),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     state.check_loaded()?;
     if let Err(err) = state.store().count().await {

@@ -11,10 +11,11 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::body::{is_json, media_type, read_body};
-use crate::error::ApiError;
-use crate::invocation::{self, Mode, TypedCall, TypedReply, micros};
+use crate::error::{ApiError, ErrorBody};
+use crate::invocation::{self, Mode, TypedCall, TypedCallBody, TypedReply, micros};
 use crate::routes::functions::{FunctionIdPath, query};
 use crate::state::{AppState, Caller};
 
@@ -34,11 +35,48 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/functions/{id}/invoke", post(invoke))
 }
 
-#[derive(Deserialize)]
+/// The query of a bytes call.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct BytesQuery {
+    /// Bytes calls only: the export to run (it must take no parameters);
+    /// default the WASI command entry point `_start`.
     export: Option<String>,
 }
 
+#[utoipa::path(
+    post, path = "/functions/{id}/invoke", operation_id = "invokeFunction", tag = "invoke",
+    summary = "Invoke: a typed call for application/json, a bytes call (stdin to stdout) otherwise",
+    description = "Not audited; counted in `tensor_wasm_invocations_total{outcome}`. A bytes \
+        call whose guest exits non-zero still answers 200: read `x-tensor-wasm-exit-code`.",
+    params(("id" = String, Path, description = "Function id"), BytesQuery),
+    request_body(content(
+        (TypedCallBody = "application/json"),
+        ([u8] = "application/octet-stream"),
+    )),
+    responses(
+        (status = 200, description = "The call ran", content(
+            (TypedReply = "application/json"),
+            ([u8] = "application/octet-stream"),
+        ), headers(
+            ("x-tensor-wasm-duration-us" = u64, description = "Bytes calls: instantiate + run time, microseconds"),
+            ("x-tensor-wasm-exit-code" = i32, description = "Bytes calls: the guest's exit code"),
+            ("x-tensor-wasm-fuel-used" = u64, description = "Bytes calls: fuel spent, when metered"),
+            ("x-tensor-wasm-stderr" = String, description = "Bytes calls: stderr escaped to visible ASCII, at most 1024 characters"),
+            ("x-tensor-wasm-stderr-truncated" = String, description = "Bytes calls: `true` when stderr was cut"),
+        )),
+        (status = 400, description = "`invalid_request`, `missing_export`, `signature_mismatch`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "`function_not_found`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large` (a typed call's body is capped at 64 KiB)", body = ErrorBody),
+        (status = 422, description = "The guest's fault: `trap`, `deadline_exceeded`, `memory_limit_exceeded`, `fuel_exhausted`, `output_too_large`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `tenant_concurrency_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 500, description = "`internal`", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `memory_budget_exhausted`, `busy`, `not_ready`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 async fn invoke(
     State(state): State<AppState>,
     caller: Caller,

@@ -19,6 +19,17 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
+#[utoipa::path(
+    get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    summary = "Prometheus metrics: OpenMetrics when the Accept header asks for it, else text format 0.0.4 (no auth)",
+    responses(
+        (status = 200, description = "The metrics", content(
+            (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            (String = "text/plain; version=0.0.4; charset=utf-8"),
+        )),
+        (status = 500, description = "`internal`", body = crate::error::ErrorBody),
+    ),
+)]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let body = crate::metrics::encode(&state.inner.registry)
         .map_err(|e| ApiError::Internal(format!("encoding metrics: {e}")))?;

@@ -10,8 +10,10 @@ use axum::response::{IntoResponse, Response};
 use tensor_wasm_snapshot::{SnapshotError, WarmStart};
 
 use crate::body::{is_json, media_type, read_body};
-use crate::error::ApiError;
-use crate::invocation::{self, MAX_TYPED_CALL_BYTES, Mode, TypedCall, TypedReply, micros};
+use crate::error::{ApiError, ErrorBody};
+use crate::invocation::{
+    self, MAX_TYPED_CALL_BYTES, Mode, TypedCall, TypedCallBody, TypedReply, micros,
+};
 use crate::state::{AppState, Caller, DeployedFunction};
 
 use super::{SnapshotPath, target};
@@ -89,6 +91,28 @@ async fn prepare(
     Ok(warm)
 }
 
+#[utoipa::path(
+    post, path = "/functions/{id}/snapshots/{snapshot_id}/invoke", operation_id = "invokeSnapshot", tag = "snapshots",
+    summary = "A typed call on a fresh instance that starts in the snapshot's state",
+    params(
+        ("id" = String, Path, description = "Function id"),
+        ("snapshot_id" = String, Path, description = "Snapshot id, or `latest`"),
+    ),
+    request_body(content((TypedCallBody = "application/json"))),
+    responses(
+        (status = 200, description = "The call ran", body = TypedReply),
+        (status = 400, description = "`invalid_request` (also: not JSON), `missing_export`, `signature_mismatch`, `invalid_module`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "`function_not_found`, `snapshot_not_found`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large` (64 KiB)", body = ErrorBody),
+        (status = 422, description = "The snapshot cannot be used (`snapshot_*`) or the guest failed (`trap`, `deadline_exceeded`, …)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `tenant_concurrency_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 500, description = "`internal`, `io`, `snapshot_signing_key`", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `memory_budget_exhausted`, `busy`, `not_ready`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn invoke(
     State(state): State<AppState>,
     caller: Caller,

@@ -24,7 +24,7 @@
 //! `tensor_wasm_snapshots_total{action,outcome}` (`outcome` is `ok` or the
 //! error code, e.g. `snapshot_newer_version`).
 
-mod invoke;
+pub(crate) mod invoke;
 
 use crate::snapshots::{lock, module_for};
 
@@ -41,9 +41,10 @@ use serde::{Deserialize, Serialize};
 use tensor_wasm_snapshot::{
     SnapshotError, SnapshotHeader, SnapshotMeta, WarmStart, warm_and_capture,
 };
+use utoipa::ToSchema;
 
 use crate::audit::AuditTargetRef;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::{AppState, Caller, DeployedFunction};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -77,18 +78,34 @@ impl<S: Send + Sync> FromRequestParts<S> for SnapshotPath {
 }
 
 /// A snapshot as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Snapshot)]
 struct SnapshotView {
+    /// Snapshot id (`snap-…`).
     id: String,
     function_id: String,
+    /// RFC 3339, UTC.
     created_at: String,
+    /// BLAKE3 of the module the snapshot belongs to, hex.
     module_blake3: String,
+    /// The export run before capture, if any.
     init_export: Option<String>,
+    /// Snapshot file format version.
     format_version: u16,
+    /// Linear memory captured, bytes.
     memory_bytes: u64,
+    /// Memory bytes stored (zero pages are not), bytes.
     stored_bytes: u64,
+    /// Size of the snapshot file, bytes.
     file_bytes: u64,
+    /// Whether the file is signed with the server's snapshot key.
     signed: bool,
+}
+
+/// The reply of `GET /functions/{id}/snapshots`, newest first.
+#[derive(Serialize, ToSchema)]
+struct SnapshotList {
+    snapshots: Vec<SnapshotView>,
 }
 
 impl SnapshotView {
@@ -108,9 +125,12 @@ impl SnapshotView {
     }
 }
 
-#[derive(Deserialize, Default)]
+/// The (optional) body of a snapshot create.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SnapshotCreateRequest)]
 struct CreateBody {
+    /// An export to run (no parameters) before the memory is captured.
     init_export: Option<String>,
 }
 
@@ -124,6 +144,27 @@ fn target(f: &DeployedFunction, snapshot: Option<&str>) -> AuditTargetRef {
     }
 }
 
+#[utoipa::path(
+    post, path = "/functions/{id}/snapshots", operation_id = "createSnapshot", tag = "snapshots",
+    summary = "Warm an instance (optionally running `init_export`) and capture its memory (audited)",
+    params(("id" = String, Path, description = "Function id")),
+    request_body(content((CreateBody = "application/json")), description = "Optional; an empty body means no init export"),
+    responses(
+        (status = 201, description = "Captured", body = SnapshotView),
+        (status = 400, description = "`invalid_request`, `invalid_module`, `missing_export`, `signature_mismatch`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "`quota_exceeded` (`max_snapshots`)", body = ErrorBody),
+        (status = 404, description = "`function_not_found`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "The module cannot be snapshotted (`snapshot_unsupported`, …) or the init export failed (`trap`, `deadline_exceeded`, …)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `tenant_concurrency_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 500, description = "`internal`, `io`, `snapshot_signing_key`", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `memory_budget_exhausted`, `busy`, `audit_unavailable`, `not_ready`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -265,6 +306,20 @@ async fn create_inner(
     Ok((SnapshotView::new(&id, &f.record.id.0, &header), prepare))
 }
 
+#[utoipa::path(
+    get, path = "/functions/{id}/snapshots", operation_id = "listSnapshots", tag = "snapshots",
+    summary = "The function's snapshots, newest first",
+    params(("id" = String, Path, description = "Function id")),
+    responses(
+        (status = 200, description = "The snapshots", body = SnapshotList),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "`function_not_found`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 500, description = "`internal`, `io`", body = ErrorBody),
+        (status = 503, description = "`not_ready`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -292,9 +347,27 @@ async fn list(
         .rev()
         .map(|(sid, h)| SnapshotView::new(sid, &id, h))
         .collect();
-    Ok(axum::Json(serde_json::json!({ "snapshots": views })).into_response())
+    Ok(axum::Json(SnapshotList { snapshots: views }).into_response())
 }
 
+#[utoipa::path(
+    delete, path = "/functions/{id}/snapshots/{snapshot_id}", operation_id = "deleteSnapshot", tag = "snapshots",
+    summary = "Delete a snapshot (audited)",
+    params(
+        ("id" = String, Path, description = "Function id"),
+        ("snapshot_id" = String, Path, description = "Snapshot id"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`invalid_request`: a malformed path", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody, headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "`function_not_found`, `snapshot_not_found` (or another function's)", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 500, description = "`internal`, `io`", body = ErrorBody),
+        (status = 503, description = "`audit_unavailable`, `not_ready`", body = ErrorBody, headers(("Retry-After" = u64))),
+    ),
+    security(("bearer" = [])),
+)]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
